@@ -1,0 +1,11 @@
+import type { Migration } from '../types.js'
+import { createUsersAndJournal } from './0001-create-users-and-journal.js'
+import { advisoryChangeFunction } from './0002-advisory-change-function.js'
+import { rowLockChangeFunction } from './0003-row-lock-change-function.js'
+
+/** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
+export const migrations: Migration[] = [
+  createUsersAndJournal,
+  advisoryChangeFunction,
+  rowLockChangeFunction,
+]

@@ -1,0 +1,16 @@
+import fp from 'fastify-plugin'
+import { BalanceService } from '../services/balance-service.js'
+import { createStrategy } from '../strategies/index.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    balanceService: BalanceService
+  }
+}
+
+/** The balance service, with the strategy named by BALANCE_STRATEGY. */
+export default fp(async function balanceService (fastify) {
+  const strategy = createStrategy(fastify.config.BALANCE_STRATEGY, fastify.sequelize)
+  fastify.decorate('balanceService', new BalanceService(fastify.sequelize, fastify.models, strategy))
+  fastify.log.info({ strategy: strategy.name }, 'balance strategy selected')
+}, { name: 'balance-service', dependencies: ['config', 'database', 'migrations'] })

@@ -1,0 +1,14 @@
+import fp from 'fastify-plugin'
+import fastifyEnv from '@fastify/env'
+import { EnvSchema, type Config } from '../config.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+/** Decorates `fastify.config` through @fastify/env from an already loaded Config (see loadConfig). */
+export default fp(async function config (fastify, opts: { config: Config }) {
+  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, dotenv: false })
+}, { name: 'config' })

@@ -1,0 +1,71 @@
+import fp from 'fastify-plugin'
+import pg from 'pg'
+import { Sequelize } from 'sequelize'
+import { defineModels } from '../db/models.js'
+import { startEmbeddedPostgres } from '../db/embedded-postgres.js'
+import type { Config } from '../config.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sequelize: Sequelize
+    models: ReturnType<typeof defineModels>
+  }
+}
+
+const EMBEDDED_DATABASE = 'balance'
+const POOL_IDLE_MS = 10_000
+const QUERY_TIMEOUT_SLACK_MS = 2_000
+
+export function createSequelize (url: string, config: Config, log: (sql: string) => void): Sequelize {
+  return new Sequelize(url, {
+    dialect: 'postgres',
+    dialectModule: pg,
+    logging: config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace' ? log : false,
+    benchmark: false,
+    pool: {
+      max: config.DB_POOL_MAX,
+      min: 0,
+      idle: POOL_IDLE_MS,
+      acquire: config.DB_ACQUIRE_TIMEOUT_MS,
+      evict: POOL_IDLE_MS,
+    },
+    dialectOptions: {
+      application_name: 'balance-api',
+      connectionTimeoutMillis: config.DB_CONNECT_TIMEOUT_MS,
+      statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+      lock_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+      idle_in_transaction_session_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+      // The client gives up a little after the server would have: a half-open TCP connection cannot hang a request.
+      query_timeout: config.DB_STATEMENT_TIMEOUT_MS + QUERY_TIMEOUT_SLACK_MS,
+      keepAlive: true,
+    },
+    define: { underscored: true },
+  })
+}
+
+/**
+ * The Sequelize connection: to DATABASE_URL, or to an embedded PostgreSQL started here (and stopped on close)
+ * when DATABASE_URL is unset.
+ */
+export default fp(async function database (fastify) {
+  const { config } = fastify
+  const embedded = config.DATABASE_URL === undefined
+    ? await startEmbeddedPostgres({
+      dataDir: config.PGDATA_DIR,
+      database: EMBEDDED_DATABASE,
+      log: (line) => { fastify.log.debug({ postgres: line }, 'embedded postgres') },
+    })
+    : undefined
+  if (embedded !== undefined) {
+    fastify.log.info({ dataDir: embedded.dataDir, port: embedded.port }, 'embedded PostgreSQL started (DATABASE_URL is unset)')
+  }
+  const sequelize = createSequelize(config.DATABASE_URL ?? embedded!.url, config, (sql) => { fastify.log.debug({ sql }, 'sql') })
+  fastify.decorate('sequelize', sequelize)
+  fastify.decorate('models', defineModels(sequelize))
+  fastify.addHook('onClose', async () => {
+    await sequelize.close()
+    if (embedded === undefined) return
+    await embedded.stop()
+    fastify.log.info('embedded PostgreSQL stopped')
+  })
+}, { name: 'database', dependencies: ['config'] })

@@ -1,0 +1,47 @@
+import { STATUS_CODES } from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyError } from 'fastify'
+import { BalanceLimitExceededError, DomainError, InsufficientFundsError } from '../domain/errors.js'
+
+/** The one table from domain error codes to HTTP statuses. */
+const STATUS_BY_CODE: Record<string, number> = {
+  USER_NOT_FOUND: 404,
+  INSUFFICIENT_FUNDS: 409,
+  BALANCE_LIMIT_EXCEEDED: 409,
+  IDEMPOTENCY_KEY_REUSED: 422,
+  DB_UNAVAILABLE: 503,
+}
+
+function body (statusCode: number, code: string, message: string): { statusCode: number, code: string, error: string, message: string } {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/**
+ * Maps every error to Fastify's shape `{statusCode, code, error, message}`. Domain errors by the table above;
+ * client errors (4xx from Fastify: validation, bad JSON, body too large) keep their code; anything else is a bug:
+ * logged in full, answered with a 500 that reveals nothing.
+ */
+export default fp(async function errorHandler (fastify) {
+  fastify.setErrorHandler(async (error: FastifyError | DomainError, request, reply) => {
+    if (error instanceof DomainError) {
+      const statusCode = STATUS_BY_CODE[error.code] ?? 500
+      const payload: Record<string, unknown> = body(statusCode, error.code, error.message)
+      if (error instanceof InsufficientFundsError || error instanceof BalanceLimitExceededError) {
+        payload.userId = error.userId
+        payload.balance = error.balance
+      }
+      if (statusCode >= 500) request.log.warn({ err: error.cause ?? error }, error.message)
+      return await reply.code(statusCode).send(payload)
+    }
+    const statusCode = error.statusCode ?? 500
+    if (statusCode >= 400 && statusCode < 500) {
+      return await reply.code(statusCode).send(body(statusCode, error.code ?? 'BAD_REQUEST', error.message))
+    }
+    request.log.error({ err: error }, 'unhandled error')
+    return await reply.code(500).send(body(500, 'INTERNAL_ERROR', 'Internal Server Error'))
+  })
+
+  fastify.setNotFoundHandler(async (request, reply) => {
+    return await reply.code(404).send(body(404, 'ROUTE_NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`))
+  })
+}, { name: 'error-handler' })

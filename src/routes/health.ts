@@ -1,0 +1,10 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { healthSchema } from '../schemas/health.js'
+
+const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/health', { schema: healthSchema }, async (_request, reply) => {
+    const up = await fastify.balanceService.isDatabaseUp()
+    return await reply.code(up ? 200 : 503).send(up ? { status: 'ok', db: 'up' } : { status: 'error', db: 'down' })
+  })
+}
+export default healthRoutes

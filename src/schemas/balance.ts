@@ -1,0 +1,36 @@
+import { Type, type Static } from 'typebox'
+import { Balance, BalanceConflictResponse, UserId, commonErrors, errorRef } from './common.js'
+
+export const ChangeBody = Type.Object({
+  userId: UserId,
+  amount: Type.Integer({
+    minimum: -Number.MAX_SAFE_INTEGER,
+    maximum: Number.MAX_SAFE_INTEGER,
+    not: Type.Literal(0),
+    description: 'Non-zero integer in the smallest unit; negative takes money out',
+    examples: [-2],
+  }),
+}, { additionalProperties: false, examples: [{ userId: 1, amount: -2 }] })
+export type ChangeBody = Static<typeof ChangeBody>
+
+export const ChangeResponse = Type.Object({
+  userId: UserId,
+  balance: Balance,
+  amount: Type.Integer({ examples: [-2] }),
+  entryId: Type.Integer({ minimum: 1, description: 'The journal entry this change wrote' }),
+})
+
+export const changeBalanceSchema = {
+  summary: 'Change a balance',
+  description: 'Adds `amount` (negative to take money out) to a user\'s balance, atomically, writing one journal entry. ' +
+    'A balance never goes below 0 or above 2^53 − 1.',
+  tags: ['balance'],
+  body: ChangeBody,
+  response: {
+    200: ChangeResponse,
+    400: errorRef,
+    404: errorRef,
+    409: BalanceConflictResponse,
+    ...commonErrors,
+  },
+}

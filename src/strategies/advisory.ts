@@ -1,0 +1,23 @@
+import { QueryTypes, type Sequelize } from 'sequelize'
+import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
+import { toChangeOutcome, type OutcomeRow } from './outcome.js'
+import type { BalanceStrategy } from './types.js'
+
+/**
+ * `advisory` (the default): pg_advisory_xact_lock(userId), read, check, write, journal, commit: all inside
+ * balance_change_advisory() (db/migrations/0002), called as one autocommit statement. Raw SQL through Sequelize
+ * here because one round trip is the whole lock window; the same steps as separate ORM calls in a managed
+ * transaction take five round trips while the lock is held (see bench/REPORT.md).
+ */
+export function advisoryStrategy (sequelize: Sequelize): BalanceStrategy {
+  return {
+    name: 'advisory',
+    async change ({ userId, amount }) {
+      const rows = await sequelize.query<OutcomeRow>(
+        'SELECT outcome, balance, entry_id FROM balance_change_advisory($1, $2, $3, $4)',
+        { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true },
+      )
+      return toChangeOutcome(rows[0])
+    },
+  }
+}

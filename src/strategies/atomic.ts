@@ -1,0 +1,41 @@
+import { QueryTypes, type Sequelize } from 'sequelize'
+import { MAX_BALANCE, MIN_BALANCE, toSafeInteger } from '../domain/money.js'
+import { toChangeOutcome, type OutcomeRow } from './outcome.js'
+import type { BalanceStrategy, ChangeOutcome } from './types.js'
+
+/**
+ * One conditional UPDATE whose RETURNING feeds the journal INSERT: a single statement, so a single implicit
+ * transaction. The row lock the UPDATE takes is held only for that statement and its commit.
+ * When the WHERE refuses, a second read (outside any lock) says why: no user, or which bound was hit.
+ */
+const APPLY = `
+  WITH updated AS (
+    UPDATE users SET balance = balance + $2, updated_at = now()
+    WHERE id = $1 AND balance + $2 BETWEEN $3 AND $4
+    RETURNING id, balance
+  ), entry AS (
+    INSERT INTO journal_entries (user_id, amount, balance_after, kind)
+    SELECT id, $2, balance, 'change' FROM updated
+    RETURNING id, balance_after
+  )
+  SELECT 'applied' AS outcome, balance_after AS balance, id AS entry_id FROM entry`
+
+const READ_BALANCE = 'SELECT balance FROM users WHERE id = $1'
+
+export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
+  async function explainRefusal (userId: number, amount: number): Promise<ChangeOutcome> {
+    const rows = await sequelize.query<{ balance: string }>(READ_BALANCE, { bind: [userId], type: QueryTypes.SELECT, raw: true })
+    if (rows[0] === undefined) return { outcome: 'user_not_found' }
+    // A negative amount can only hit the lower bound and a positive one only the upper bound.
+    const balance = toSafeInteger(rows[0].balance, 'balance')
+    return amount < 0 ? { outcome: 'insufficient_funds', balance } : { outcome: 'balance_limit_exceeded', balance }
+  }
+
+  return {
+    name: 'atomic',
+    async change ({ userId, amount }) {
+      const rows = await sequelize.query<OutcomeRow>(APPLY, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
+      return rows[0] === undefined ? await explainRefusal(userId, amount) : toChangeOutcome(rows[0])
+    },
+  }
+}

@@ -1,0 +1,18 @@
+import type { Sequelize } from 'sequelize'
+import type { StrategyName } from '../config.js'
+import { advisoryStrategy } from './advisory.js'
+import { atomicStrategy } from './atomic.js'
+import { rowLockStrategy } from './row-lock.js'
+import type { BalanceStrategy, StrategyFactory } from './types.js'
+
+const factories: Record<StrategyName, StrategyFactory> = {
+  advisory: advisoryStrategy,
+  atomic: atomicStrategy,
+  'row-lock': rowLockStrategy,
+}
+
+export const strategyNames = Object.keys(factories) as StrategyName[]
+
+export function createStrategy (name: StrategyName, sequelize: Sequelize): BalanceStrategy {
+  return factories[name](sequelize)
+}

@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig, type Config, type StrategyName } from '../src/config.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+
+export interface BuildOptions {
+  strategy?: StrategyName
+  env?: Record<string, string>
+  /** Reuse a database (e.g. to restart on the same data); a fresh one is created otherwise. */
+  database?: ThrowawayDatabase
+}
+
+export interface Built {
+  app: FastifyInstance
+  db: ThrowawayDatabase
+  config: Config
+}
+
+/** Config for a test app: silent logs, the given database, overrides last. */
+export function testConfig (databaseUrl: string, strategy: StrategyName = 'advisory', env: Record<string, string> = {}): Config {
+  return loadConfig({ DATABASE_URL: databaseUrl, BALANCE_STRATEGY: strategy, LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...env }, false)
+}
+
+/**
+ * A ready app on its own fresh database (the machine's PostgreSQL when DATABASE_URL is an admin URL, embedded
+ * otherwise). Closed and dropped in teardown.
+ */
+export async function build (t: Test, options: BuildOptions = {}): Promise<Built> {
+  const db = options.database ?? await createThrowawayDatabase(t.name)
+  if (options.database === undefined) t.teardown(db.drop)
+  const config = testConfig(db.url, options.strategy, options.env)
+  const app = await buildApp(config)
+  t.teardown(async () => { await app.close() })
+  return { app, db, config }
+}
+
+/** The same app listening on a real loopback port; returns its base URL. */
+export async function listen (app: FastifyInstance): Promise<string> {
+  return await app.listen({ port: 0, host: '127.0.0.1', backlog: 16384 })
+}
+
+export const strategies: StrategyName[] = ['advisory', 'atomic', 'row-lock']
+
+/** One SQL query on a test database, for checks that must not go through the code under test. */
+export async function sql<T extends Record<string, unknown>> (app: FastifyInstance, query: string, bind: unknown[] = []): Promise<T[]> {
+  const [rows] = await app.sequelize.query(query, { bind })
+  return rows as T[]
+}
+
+/** Σ journal amounts and the stored balance of a user, as numbers. */
+export async function books (app: FastifyInstance, userId: number): Promise<{ balance: number, journalSum: number, entries: number }> {
+  const rows = await sql<{ balance: string, journal_sum: string, entries: string }>(app, `
+    SELECT u.balance, COALESCE(SUM(j.amount), 0) AS journal_sum, COUNT(j.id) AS entries
+    FROM users u LEFT JOIN journal_entries j ON j.user_id = u.id
+    WHERE u.id = $1 GROUP BY u.balance`, [userId])
+  const row = rows[0]
+  if (row === undefined) throw new Error(`no user ${userId}`)
+  return { balance: Number(row.balance), journalSum: Number(row.journal_sum), entries: Number(row.entries) }
+}
