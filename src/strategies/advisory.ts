@@ -9,12 +9,15 @@ import type { BalanceStrategy } from './types.js'
  * here because one round trip is the whole lock window; the same steps as separate ORM calls in a managed
  * transaction take five round trips while the lock is held (see bench/REPORT.md).
  */
+/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
+export const ADVISORY_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_advisory($1, $2, $3, $4)'
+
 export function advisoryStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'advisory',
     async change ({ userId, amount }) {
       const rows = await sequelize.query<OutcomeRow>(
-        'SELECT outcome, balance, entry_id FROM balance_change_advisory($1, $2, $3, $4)',
+        ADVISORY_CHANGE_SQL,
         { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true },
       )
       return toChangeOutcome(rows[0])

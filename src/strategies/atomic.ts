@@ -8,7 +8,8 @@ import type { BalanceStrategy, ChangeOutcome } from './types.js'
  * transaction. The row lock the UPDATE takes is held only for that statement and its commit.
  * When the WHERE refuses, a second read (outside any lock) says why: no user, or which bound was hit.
  */
-const APPLY = `
+/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
+export const ATOMIC_CHANGE_SQL = `
   WITH updated AS (
     UPDATE users SET balance = balance + $2, updated_at = now()
     WHERE id = $1 AND balance + $2 BETWEEN $3 AND $4
@@ -20,11 +21,11 @@ const APPLY = `
   )
   SELECT 'applied' AS outcome, balance_after AS balance, id AS entry_id FROM entry`
 
-const READ_BALANCE = 'SELECT balance FROM users WHERE id = $1'
+export const ATOMIC_READ_BALANCE_SQL = 'SELECT balance FROM users WHERE id = $1'
 
 export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
   async function explainRefusal (userId: number, amount: number): Promise<ChangeOutcome> {
-    const rows = await sequelize.query<{ balance: string }>(READ_BALANCE, { bind: [userId], type: QueryTypes.SELECT, raw: true })
+    const rows = await sequelize.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, { bind: [userId], type: QueryTypes.SELECT, raw: true })
     if (rows[0] === undefined) return { outcome: 'user_not_found' }
     // A negative amount can only hit the lower bound and a positive one only the upper bound.
     const balance = toSafeInteger(rows[0].balance, 'balance')
@@ -34,7 +35,7 @@ export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'atomic',
     async change ({ userId, amount }) {
-      const rows = await sequelize.query<OutcomeRow>(APPLY, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
+      const rows = await sequelize.query<OutcomeRow>(ATOMIC_CHANGE_SQL, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
       return rows[0] === undefined ? await explainRefusal(userId, amount) : toChangeOutcome(rows[0])
     },
   }

@@ -7,12 +7,15 @@ import type { BalanceStrategy } from './types.js'
  * `row-lock`: SELECT … FOR UPDATE, check, write, journal, inside balance_change_row_lock() (db/migrations/0003),
  * one autocommit statement, so the row lock is held for a single round trip (raw SQL for the same reason as advisory).
  */
+/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
+export const ROW_LOCK_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)'
+
 export function rowLockStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'row-lock',
     async change ({ userId, amount }) {
       const rows = await sequelize.query<OutcomeRow>(
-        'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)',
+        ROW_LOCK_CHANGE_SQL,
         { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true },
       )
       return toChangeOutcome(rows[0])
