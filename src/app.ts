@@ -37,6 +37,8 @@ export async function buildApp (config: Config): Promise<FastifyInstance> {
     logController: new QuietRequestLogController(),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // JSON only: a text/plain body is refused with 415 instead of being parsed as a string.
+  app.removeContentTypeParser('text/plain')
   await app.register(configPlugin, { config })
   await app.register(sensible)
   await app.register(validation)

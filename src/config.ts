@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 
@@ -45,6 +47,12 @@ export type StrategyName = Config['BALANCE_STRATEGY']
  * A bad value throws an error that names the variable, so the process stops at start.
  */
 export function loadConfig (source: Record<string, unknown> = process.env, readDotenv = source === process.env): Config {
-  const data = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== '' && value !== undefined))
-  return envSchema<Config>({ schema: EnvSchema, data, dotenv: readDotenv })
+  // The process environment wins over .env, as everywhere else; an empty value counts as unset.
+  const merged = { ...(readDotenv ? readDotenvFile() : {}), ...source }
+  const data = Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== '' && value !== undefined))
+  return envSchema<Config>({ schema: EnvSchema, data, env: false, dotenv: false })
+}
+
+function readDotenvFile (path = '.env'): Record<string, string> {
+  return existsSync(path) ? parseEnv(readFileSync(path, 'utf8')) as Record<string, string> : {}
 }

@@ -89,7 +89,12 @@ async function initialiseIfNeeded (binaries: Binaries, dataDir: string, ids: Ret
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   if (ids !== undefined) await chown(dataDir, ids.uid, ids.gid)
   // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
-  await run(binaries.initdb, ['--pgdata', dataDir, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], ids)
+  try {
+    await run(binaries.initdb, ['--pgdata', dataDir, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], ids)
+  } catch (error) {
+    const hint = ids === undefined ? '' : ` (as root, PostgreSQL runs as the '${SUPERUSER}' user, which must be able to enter every parent folder of ${dataDir})`
+    throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}${hint}`, { cause: error })
+  }
 }
 
 async function startServer (binaries: Binaries, dataDir: string, port: number, ids: ReturnType<typeof runAsIds>, log: (line: string) => void): Promise<ChildProcess> {

@@ -8,7 +8,10 @@ declare module 'fastify' {
   }
 }
 
-/** Decorates `fastify.config` through @fastify/env from an already loaded Config (see loadConfig). */
+/**
+ * Decorates `fastify.config` through @fastify/env from an already loaded Config (see loadConfig); `env: false` so
+ * nothing from process.env leaks past what loadConfig decided (a test's admin DATABASE_URL, say).
+ */
 export default fp(async function config (fastify, opts: { config: Config }) {
-  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, dotenv: false })
+  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, env: false, dotenv: false })
 }, { name: 'config' })

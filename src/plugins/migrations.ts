@@ -19,7 +19,8 @@ function umzugFor (sequelize: Sequelize, steps: Migration[], tableName: string, 
   return new Umzug({
     migrations: steps,
     context: sequelize,
-    storage: new SequelizeStorage({ sequelize, tableName }),
+    // A distinct model name per table: SequelizeStorage reuses a model that already has its name.
+    storage: new SequelizeStorage({ sequelize, tableName, modelName: tableName }),
     logger: {
       info: (event) => { log.info(event, 'migration') },
       warn: (event) => { log.warn(event, 'migration') },
@@ -29,6 +30,14 @@ function umzugFor (sequelize: Sequelize, steps: Migration[], tableName: string, 
   })
 }
 
+/** The two Umzug runners: schema migrations, then data seeders. */
+export function migrators (sequelize: Sequelize, log: FastifyBaseLogger): { migrations: Umzug<Sequelize>, seeders: Umzug<Sequelize> } {
+  return {
+    migrations: umzugFor(sequelize, migrations, 'SequelizeMeta', log),
+    seeders: umzugFor(sequelize, seeders, 'SequelizeData', log),
+  }
+}
+
 /** Runs db/migrations then db/seeders, each once per database, under a lock held by one pooled connection. */
 export async function migrate (sequelize: Sequelize, log: FastifyBaseLogger): Promise<void> {
   await sequelize.transaction(async (transaction) => {
@@ -36,8 +45,9 @@ export async function migrate (sequelize: Sequelize, log: FastifyBaseLogger): Pr
     await sequelize.query(`SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL lock_timeout = '${MIGRATION_LOCK_WAIT}'`, { transaction })
     await sequelize.query('SELECT pg_advisory_xact_lock(:a, :b)', { replacements: { a: MIGRATION_LOCK[0], b: MIGRATION_LOCK[1] }, transaction })
     // Umzug works on other pooled connections while this transaction holds the lock (DB_POOL_MAX ≥ 2).
-    await umzugFor(sequelize, migrations, 'SequelizeMeta', log).up()
-    await umzugFor(sequelize, seeders, 'SequelizeData', log).up()
+    const runners = migrators(sequelize, log)
+    await runners.migrations.up()
+    await runners.seeders.up()
   })
 }
 

@@ -1,0 +1,53 @@
+import net from 'node:net'
+
+/**
+ * A loopback TCP proxy in front of PostgreSQL, so a test can make the database unreachable (cut) and reachable
+ * again (restore) without touching the shared server.
+ */
+export interface TcpProxy {
+  port: number
+  /** Refuse new connections and drop every open one, as a crashed or unreachable server would. */
+  cut: () => Promise<void>
+  restore: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export async function startTcpProxy (targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<net.Socket>()
+  let server: net.Server | undefined
+  let port = 0
+
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+  }
+
+  const listen = async (): Promise<void> => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, targetHost)
+      track(client)
+      track(upstream)
+      client.pipe(upstream).pipe(client)
+      client.on('close', () => upstream.destroy())
+      upstream.on('close', () => client.destroy())
+    })
+    await new Promise<void>((resolve, reject) => {
+      server!.once('error', reject)
+      server!.listen(port, '127.0.0.1', () => { resolve() })
+    })
+    const address = server.address()
+    port = typeof address === 'object' && address !== null ? address.port : port
+  }
+
+  const stop = async (): Promise<void> => {
+    for (const socket of sockets) socket.destroy()
+    if (server === undefined) return
+    const closing = server
+    server = undefined
+    await new Promise<void>((resolve) => closing.close(() => { resolve() }))
+  }
+
+  await listen()
+  return { port, cut: stop, restore: listen, close: stop }
+}
