@@ -29,13 +29,8 @@ export const EnvSchema = Type.Object({
   }),
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 3000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
-  BALANCE_STRATEGY: Type.Union([Type.Literal('advisory'), Type.Literal('atomic'), Type.Literal('row-lock')], {
-    default: 'advisory',
-  }),
-  LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
-    { default: 'info' },
-  ),
+  BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Boolean({ default: false }),
 })
 
@@ -50,7 +45,12 @@ export function loadConfig (source: Record<string, unknown> = process.env, readD
   // The process environment wins over .env, as everywhere else; an empty value counts as unset.
   const merged = { ...(readDotenv ? readDotenvFile() : {}), ...source }
   const data = Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== '' && value !== undefined))
-  return envSchema<Config>({ schema: EnvSchema, data, env: false, dotenv: false })
+  try {
+    return envSchema<Config>({ schema: EnvSchema, data, env: false, dotenv: false })
+  } catch (error) {
+    // env-schema says e.g. "env/PORT must be integer": name the variable plainly.
+    throw new Error(`Invalid configuration: ${(error as Error).message.replace(/env\//g, '')}`, { cause: error })
+  }
 }
 
 function readDotenvFile (path = '.env'): Record<string, string> {
