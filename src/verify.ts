@@ -1,62 +1,11 @@
-import { readFile } from 'node:fs/promises'
-import path from 'node:path'
-import pg from 'pg'
-import { loadConfig, type Config } from './config.js'
-import { checkBooks, formatReport } from './db/check-books.js'
-import { startEmbeddedPostgres } from './db/embedded-postgres.js'
-import { EMBEDDED_DATABASE, createSequelize } from './plugins/database.js'
+import { loadConfig } from './config.js'
+import { VERIFY_ERROR, verifyBooks } from './verify-books.js'
 
-/**
- * `npm run verify`: checks the books of the database the service uses (DATABASE_URL, or the embedded cluster in
- * PGDATA_DIR) and prints a summary. Exit 0: every check passes; 1: a violation; 2: the books could not be read.
- * Read-only: it never writes, so it is safe against a live service.
- */
-
-/** A running embedded cluster (the service is up) writes its port on line 4 of postmaster.pid. */
-async function runningEmbeddedUrl (dataDir: string): Promise<string | undefined> {
-  let pidFile: string
-  try {
-    pidFile = await readFile(path.join(path.resolve(dataDir), 'postmaster.pid'), 'utf8')
-  } catch {
-    return undefined
-  }
-  const port = Number(pidFile.split('\n')[3])
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined
-  const url = `postgres://postgres@127.0.0.1:${port}/${EMBEDDED_DATABASE}`
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
-  try {
-    await client.connect()
-    return url
-  } catch {
-    return undefined // a stale pid file from a crash: start the cluster ourselves
-  } finally {
-    await client.end().catch(() => {})
-  }
+/** `npm run verify`: exit 0 when the books balance, 1 on any violation, 2 when they could not be checked. */
+try {
+  process.exitCode = await verifyBooks(loadConfig())
+} catch (error) {
+  // A bad configuration names the variable.
+  console.error(`verify: ${error instanceof Error ? error.message : String(error)}`)
+  process.exitCode = VERIFY_ERROR
 }
-
-async function database (config: Config): Promise<{ url: string, stop: () => Promise<void> }> {
-  if (config.DATABASE_URL !== undefined) return { url: config.DATABASE_URL, stop: async () => {} }
-  const running = await runningEmbeddedUrl(config.PGDATA_DIR)
-  if (running !== undefined) return { url: running, stop: async () => {} }
-  const embedded = await startEmbeddedPostgres({ dataDir: config.PGDATA_DIR, database: EMBEDDED_DATABASE })
-  return { url: embedded.url, stop: embedded.stop }
-}
-
-async function main (): Promise<number> {
-  const config = loadConfig()
-  const { url, stop } = await database(config)
-  const sequelize = createSequelize(url, config, () => {})
-  try {
-    const report = await checkBooks(sequelize)
-    console.log(formatReport(report))
-    return report.ok ? 0 : 1
-  } finally {
-    await sequelize.close()
-    await stop()
-  }
-}
-
-main().then((code) => { process.exitCode = code }, (error: unknown) => {
-  console.error(`verify: could not check the books: ${error instanceof Error ? error.message : String(error)}`)
-  process.exitCode = 2
-})
