@@ -30,6 +30,12 @@ export const EnvSchema = Type.Object({
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 3000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
+  IDEMPOTENCY_TTL_HOURS: Type.Integer({
+    minimum: 1,
+    maximum: 8760,
+    default: 24,
+    description: 'Idempotency keys are kept at least this long (then forgotten: the same key runs as new)',
+  }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Boolean({ default: false }),
 })

@@ -12,6 +12,7 @@ t.test('defaults', async (t) => {
     DB_CONNECT_TIMEOUT_MS: 3000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
     BALANCE_STRATEGY: 'advisory',
+    IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
     LOG_PRETTY: false,
   })
