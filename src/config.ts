@@ -27,7 +27,7 @@ export const EnvSchema = Type.Object({
     default: 60000,
     description: 'Longest wait for a pooled connection before 503 (a 10k burst queues here)',
   }),
-  DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 3000 }),
+  DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
   IDEMPOTENCY_TTL_HOURS: Type.Integer({

@@ -9,7 +9,7 @@ t.test('defaults', async (t) => {
     PGDATA_DIR: '.data/pg',
     DB_POOL_MAX: 10,
     DB_ACQUIRE_TIMEOUT_MS: 60000,
-    DB_CONNECT_TIMEOUT_MS: 3000,
+    DB_CONNECT_TIMEOUT_MS: 5000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
     BALANCE_STRATEGY: 'advisory',
     IDEMPOTENCY_TTL_HOURS: 24,

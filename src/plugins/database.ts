@@ -25,7 +25,9 @@ export function createSequelize (url: string, config: Config, log: (sql: string)
     benchmark: false,
     pool: {
       max: config.DB_POOL_MAX,
-      min: 0,
+      // Kept open (see warmPool): a burst must not start by opening connections while its own 10k sockets
+      // starve the event loop, where a connect can pass DB_CONNECT_TIMEOUT_MS and turn into 503s.
+      min: config.DB_POOL_MAX,
       idle: POOL_IDLE_MS,
       acquire: config.DB_ACQUIRE_TIMEOUT_MS,
       evict: POOL_IDLE_MS,
@@ -42,6 +44,11 @@ export function createSequelize (url: string, config: Config, log: (sql: string)
     },
     define: { underscored: true },
   })
+}
+
+/** Opens every pooled connection now, at boot, rather than on the first burst. */
+export async function warmPool (sequelize: Sequelize, size: number): Promise<void> {
+  await Promise.all(Array.from({ length: size }, async () => await sequelize.query('SELECT 1')))
 }
 
 /**
@@ -69,4 +76,5 @@ export default fp(async function database (fastify) {
     await embedded.stop()
     fastify.log.info('embedded PostgreSQL stopped')
   })
+  await warmPool(sequelize, config.DB_POOL_MAX)
 }, { name: 'database', dependencies: ['config'] })
