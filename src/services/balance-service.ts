@@ -3,7 +3,7 @@ import { BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsE
 import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import type { defineModels } from '../db/models.js'
-import type { BalanceStrategy, ChangeRequest } from '../strategies/types.js'
+import type { BalanceStrategy, ChangeOutcome, ChangeRequest } from '../strategies/types.js'
 
 export interface AppliedChange {
   userId: number
@@ -19,6 +19,17 @@ export interface UserView {
   updatedAt: Date
 }
 
+/** How a change ended: a strategy outcome, or the database was unavailable, or an unexpected error (a bug). */
+export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
+
+/**
+ * Told about every change the service makes (metrics). Called on the hot path: must be cheap and must not throw.
+ * `seconds` is the time of the strategy call alone (its transaction), not of the HTTP request.
+ */
+export interface BalanceObserver {
+  changeFinished: (strategy: string, result: ChangeResult, seconds: number) => void
+}
+
 /**
  * The one interface routes use: change, read, health. It picks nothing itself: the strategy is given.
  * Refused outcomes become typed domain errors; a lost database becomes DatabaseUnavailableError.
@@ -30,8 +41,17 @@ export class BalanceService {
     readonly strategy: BalanceStrategy,
   ) {}
 
+  private observer: BalanceObserver | undefined
+
+  /** Sets the one observer told about every change (none by default). */
+  observe (observer: BalanceObserver): void {
+    this.observer = observer
+  }
+
   async change (request: ChangeRequest): Promise<AppliedChange> {
-    const result = await this.guard(async () => await this.strategy.change(request))
+    const result = this.observer === undefined
+      ? await this.guard(async () => await this.strategy.change(request))
+      : await this.observed(this.observer, request)
     switch (result.outcome) {
       case 'applied':
         return { userId: request.userId, balance: result.balance, amount: request.amount, entryId: result.entryId }
@@ -62,6 +82,18 @@ export class BalanceService {
       return true
     } catch (error) {
       if (isDatabaseUnavailable(error)) return false
+      throw error
+    }
+  }
+
+  private async observed (observer: BalanceObserver, request: ChangeRequest): Promise<ChangeOutcome> {
+    const started = performance.now()
+    try {
+      const result = await this.guard(async () => await this.strategy.change(request))
+      observer.changeFinished(this.strategy.name, result.outcome, (performance.now() - started) / 1000)
+      return result
+    } catch (error) {
+      observer.changeFinished(this.strategy.name, error instanceof DatabaseUnavailableError ? 'db_unavailable' : 'error', (performance.now() - started) / 1000)
       throw error
     }
   }
