@@ -21,8 +21,10 @@ import balanceRoutes from './routes/balance.js'
 import userRoutes from './routes/users.js'
 import { ErrorResponse } from './schemas/common.js'
 
-function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+/** pino: JSON lines on stdout (or `stream`), human-readable only with LOG_PRETTY=true. */
+function loggerOptions (config: Config, stream: BuildAppOptions['logStream']): FastifyServerOptions['logger'] {
   if (config.LOG_LEVEL === 'silent') return false
+  if (stream !== undefined) return { level: config.LOG_LEVEL, stream }
   return {
     level: config.LOG_LEVEL,
     ...(config.LOG_PRETTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
@@ -32,6 +34,8 @@ function loggerOptions (config: Config): FastifyServerOptions['logger'] {
 export interface BuildAppOptions {
   /** Called for every route as it is registered (tests use it to list the routes the docs must show). */
   onRoute?: (route: RouteOptions) => void
+  /** Where JSON log lines go instead of stdout. */
+  logStream?: { write: (line: string) => void }
 }
 
 /**
@@ -41,7 +45,7 @@ export interface BuildAppOptions {
  */
 export async function buildApp (config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: loggerOptions(config),
+    logger: loggerOptions(config, options.logStream),
     genReqId,
     requestIdHeader: false,
     bodyLimit: limits.bodyLimitBytes,
