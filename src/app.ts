@@ -9,7 +9,7 @@ import { securityHeaders } from './security-headers.js'
 import configPlugin from './plugins/config.js'
 import requestId, { genReqId } from './plugins/request-id.js'
 import validation from './plugins/validation.js'
-import errorHandler from './plugins/error-handler.js'
+import errorHandler, { frameworkErrors } from './plugins/error-handler.js'
 import database from './plugins/database.js'
 import migrations from './plugins/migrations.js'
 import balanceService from './plugins/balance-service.js'
@@ -59,6 +59,7 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
     // rather than answered 503: its database is open until every connection has ended.
     return503OnClosing: false,
     logController: new QuietRequestLogController(),
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = limits.maxConnections
   app.server.maxHeadersCount = limits.maxHeadersCount

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BalanceLimitExceededError, DomainError, InsufficientFundsError } from '../domain/errors.js'
 
 /** The one table from domain error codes to HTTP statuses. */
@@ -15,6 +15,15 @@ const STATUS_BY_CODE: Record<string, number> = {
 /** The standard error body `{statusCode, code, error, message}`. */
 export function errorBody (statusCode: number, code: string, message: string): { statusCode: number, code: string, error: string, message: string } {
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/**
+ * Fastify's `frameworkErrors`: errors the router raises before any hook runs (a malformed URL, a path parameter over
+ * limits.maxParamLength), answered in the standard shape with the right reason phrase and the request id.
+ */
+export function frameworkErrors (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const statusCode = error.statusCode ?? 400
+  void reply.code(statusCode).header('x-request-id', request.id).send(errorBody(statusCode, error.code, error.message))
 }
 
 /**
