@@ -52,5 +52,7 @@ export type StrategyName = Config['BALANCE_STRATEGY']
  */
 export function loadConfig (source: Record<string, unknown> = process.env, readDotenv = source === process.env): Config {
   const data = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== '' && value !== undefined))
-  return envSchema<Config>({ schema: EnvSchema, data, dotenv: readDotenv })
+  // env: false: `data` already is the environment (empty values dropped); env-schema would merge process.env back in,
+  // so that `DATABASE_URL=` (empty) failed the pattern instead of meaning "unset".
+  return envSchema<Config>({ schema: EnvSchema, data, dotenv: readDotenv, env: false })
 }

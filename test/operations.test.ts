@@ -95,6 +95,7 @@ t.test('API_TOKENS is validated at start', async (t) => {
   t.equal(loadConfig({ API_TOKENS: `${TOKEN_A},${TOKEN_B}` }, false).API_TOKENS, `${TOKEN_A},${TOKEN_B}`)
   t.equal(loadConfig({}, false).API_TOKENS, undefined, 'unset by default')
   t.equal(loadConfig({}, false).METRICS_ENABLED, true, 'metrics on by default')
+  t.equal(loadConfig({ DATABASE_URL: '', API_TOKENS: '' }, false).DATABASE_URL, undefined, 'an empty value means unset')
 })
 
 t.test('health: /api/health keeps its contract, /api/health/live answers for the process alone', async (t) => {

@@ -10,5 +10,6 @@ declare module 'fastify' {
 
 /** Decorates `fastify.config` through @fastify/env from an already loaded Config (see loadConfig). */
 export default fp(async function config (fastify, opts: { config: Config }) {
-  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, dotenv: false })
+  // env: false: the Config is complete; process.env must not fill in what it left unset (e.g. an empty DATABASE_URL).
+  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, dotenv: false, env: false })
 }, { name: 'config' })
