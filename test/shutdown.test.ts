@@ -71,7 +71,8 @@ async function startServer (t: Test, env: Record<string, string>): Promise<Serve
   })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => { resolve({ code, signal }) })
+    // 'close', not 'exit': only then has all of its stdout been read.
+    child.once('close', (code, signal) => { resolve({ code, signal }) })
   })
   let stdout = ''
   let stderr = ''
