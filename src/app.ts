@@ -1,13 +1,12 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import sensible from '@fastify/sensible'
-import helmet from '@fastify/helmet'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { limits } from './limits.js'
 import { QuietRequestLogController } from './log-controller.js'
-import { securityHeaders } from './security-headers.js'
 import configPlugin from './plugins/config.js'
 import requestId, { genReqId } from './plugins/request-id.js'
+import securityHeaders from './plugins/security-headers.js'
 import validation from './plugins/validation.js'
 import errorHandler, { frameworkErrors } from './plugins/error-handler.js'
 import database from './plugins/database.js'
@@ -68,7 +67,7 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
 
   await app.register(configPlugin, { config })
   await app.register(requestId)
-  await app.register(helmet, securityHeaders)
+  await app.register(securityHeaders)
   await app.register(sensible)
   await app.register(validation)
   await app.register(errorHandler)
