@@ -1,46 +1,76 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { limits } from './limits.js'
 import { QuietRequestLogController } from './log-controller.js'
 import configPlugin from './plugins/config.js'
+import requestId, { genReqId } from './plugins/request-id.js'
+import securityHeaders from './plugins/security-headers.js'
 import validation from './plugins/validation.js'
-import errorHandler from './plugins/error-handler.js'
+import errorHandler, { frameworkErrors } from './plugins/error-handler.js'
 import database from './plugins/database.js'
 import migrations from './plugins/migrations.js'
 import balanceService from './plugins/balance-service.js'
+import docs from './plugins/docs.js'
+import auth from './plugins/auth.js'
+import metrics from './plugins/metrics.js'
 import healthRoutes from './routes/health.js'
 import balanceRoutes from './routes/balance.js'
 import userRoutes from './routes/users.js'
 import transferRoutes from './routes/transfers.js'
 import { ErrorResponse } from './schemas/common.js'
 
-function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+/** pino: JSON lines on stdout (or `stream`), human-readable only with LOG_PRETTY=true. */
+function loggerOptions (config: Config, stream: BuildAppOptions['logStream']): FastifyServerOptions['logger'] {
   if (config.LOG_LEVEL === 'silent') return false
+  if (stream !== undefined) return { level: config.LOG_LEVEL, stream }
   return {
     level: config.LOG_LEVEL,
     ...(config.LOG_PRETTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
   }
 }
 
-/** Builds the app; plugins in one visible order: config → validation/errors → database → migrations → service → routes. */
-export async function buildApp (config: Config): Promise<FastifyInstance> {
+export interface BuildAppOptions {
+  /** Called for every route as it is registered (tests use it to list the routes the docs must show). */
+  onRoute?: (route: RouteOptions) => void
+  /** Where JSON log lines go instead of stdout. */
+  logStream?: { write: (line: string) => void }
+}
+
+/**
+ * Builds the app; plugins in one visible order: config → request ids, security headers, validation/errors →
+ * database → migrations → service → docs → auth → metrics → routes. Docs and auth come before the routes (and
+ * /metrics) so that their onRoute hooks see every route, including routes added later.
+ */
+export async function buildApp (config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: loggerOptions(config),
+    logger: loggerOptions(config, options.logStream),
+    genReqId,
+    requestIdHeader: false,
     bodyLimit: limits.bodyLimitBytes,
-    routerOptions: { maxParamLength: 100 },
+    routerOptions: { maxParamLength: limits.maxParamLength },
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxRequestsPerSocket: limits.maxRequestsPerSocket,
     http: { maxHeaderSize: limits.maxHeaderBytes },
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // While closing, a request on an already accepted connection is still served (with `connection: close`)
+    // rather than answered 503: its database is open until every connection has ended.
+    return503OnClosing: false,
     logController: new QuietRequestLogController(),
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.server.maxConnections = limits.maxConnections
+  app.server.maxHeadersCount = limits.maxHeadersCount
+  app.server.headersTimeout = limits.headersTimeoutMs
+  if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute)
 
   // JSON only: a text/plain body is refused with 415 instead of being parsed as a string.
   app.removeContentTypeParser('text/plain')
   await app.register(configPlugin, { config })
+  await app.register(requestId)
+  await app.register(securityHeaders)
   await app.register(sensible)
   await app.register(validation)
   await app.register(errorHandler)
@@ -48,6 +78,9 @@ export async function buildApp (config: Config): Promise<FastifyInstance> {
   await app.register(database)
   await app.register(migrations)
   await app.register(balanceService)
+  await app.register(docs)
+  await app.register(auth)
+  if (config.METRICS_ENABLED) await app.register(metrics)
 
   await app.register(healthRoutes, { prefix: '/api' })
   await app.register(balanceRoutes, { prefix: '/api' })

@@ -38,6 +38,12 @@ export const EnvSchema = Type.Object({
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Boolean({ default: false }),
+  API_TOKENS: Type.Optional(Type.String({
+    // Comma-separated; each token 16+ visible ASCII characters other than a comma.
+    pattern: '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$',
+    description: 'Comma-separated bearer tokens (16+ visible ASCII characters each); set, writes under /api need one',
+  })),
+  METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at GET /metrics' }),
 })
 
 export type Config = Static<typeof EnvSchema>

@@ -1,22 +1,34 @@
 /**
  * Every explicit limit the HTTP side of the service enforces, in one place (TIGER_STYLE: nothing unbounded).
+ * Wired in by src/app.ts (Fastify and Node's http.Server options) and src/server.ts (listen, shutdown).
  * Database limits (pool, timeouts) are configuration: see src/config.ts.
  */
 export const limits = {
-  /** Request bodies are a few small integers; anything larger is not a client of ours. */
+  /** Request bodies are a few small integers; anything larger is not a client of ours (413 FST_ERR_CTP_BODY_TOO_LARGE). */
   bodyLimitBytes: 4 * 1024,
-  /** Node's default; stated so it is a decision. */
+  /** All request headers together (Node's default, stated so it is a decision); larger: 431, the socket is closed. */
   maxHeaderBytes: 16 * 1024,
+  /** Headers per request that Node parses; the rest are dropped (Node's default 2000 is far more than any client of ours needs). */
+  maxHeadersCount: 100,
+  /** Longest path parameter (`:id`); longer is a 404 from the router. */
+  maxParamLength: 100,
+  /** An incoming `x-request-id` is reused only when it is 1..this many visible ASCII characters; otherwise one is generated. */
+  requestIdMaxLength: 128,
   /** Pending connections the kernel may queue before accept(); capped by net.core.somaxconn. The seed burst opens 10,000 at once. */
   listenBacklog: 16384,
   /** Sockets open at once; above it new ones are closed. Sized for the 10k burst plus headroom, under a 20k fd limit. */
   maxConnections: 15000,
+  /** Time to receive a request's headers; a slow-loris client is cut off after it (Node's default 60 s). */
+  headersTimeoutMs: 60_000,
   /** A whole request, from first byte to reply. Longer than the slowest burst queue (a 10k burst takes seconds). */
   requestTimeoutMs: 120_000,
   /** Idle keep-alive sockets are closed after this. */
   keepAliveTimeoutMs: 5_000,
-  /** Requests served on one keep-alive socket before it is closed (spreads load across instances). */
+  /** Requests served on one keep-alive socket before it is closed; 0 = unlimited. */
   maxRequestsPerSocket: 0,
-  /** Bounded wait for in-flight requests on shutdown. */
+  /**
+   * Bounded wait for in-flight requests on SIGTERM/SIGINT: the listener closes at once, requests already accepted
+   * finish, then the pool and the embedded PostgreSQL close. Past this the process exits 1 without waiting further.
+   */
   shutdownGraceMs: 10_000,
 } as const

@@ -3,17 +3,21 @@ import { buildApp } from './app.js'
 import { loadConfig } from './config.js'
 import { limits } from './limits.js'
 
-/** Starts the service: config, app, listen; closes gracefully on SIGTERM/SIGINT (in-flight requests finish). */
+/**
+ * Starts the service: config, app, listen. On SIGTERM/SIGINT it closes gracefully: the listener closes at once
+ * (new connections are refused), idle keep-alive sockets are closed, requests already accepted finish and are
+ * answered with `connection: close`, then the pool and the embedded PostgreSQL close and the process exits 0.
+ * Past limits.shutdownGraceMs it exits 1 without waiting further; a second signal exits 1 at once.
+ */
 async function main (): Promise<void> {
   const config = loadConfig()
   const app = await buildApp(config)
-  app.server.maxConnections = limits.maxConnections
-  app.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
 
-  closeWithGrace({ delay: limits.shutdownGraceMs }, async ({ signal, err }) => {
+  closeWithGrace({ delay: limits.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'closing after an error')
-    else app.log.info({ signal }, 'closing')
+    else app.log.info({ signal }, 'closing: no new connections, in-flight requests finish')
     await app.close()
+    app.log.info('closed')
   })
 
   await app.listen({ port: config.PORT, host: config.HOST, backlog: limits.listenBacklog })

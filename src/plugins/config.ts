@@ -13,5 +13,6 @@ declare module 'fastify' {
  * nothing from process.env leaks past what loadConfig decided (a test's admin DATABASE_URL, say).
  */
 export default fp(async function config (fastify, opts: { config: Config }) {
-  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, env: false, dotenv: false })
+  // env: false: the Config is complete; process.env must not fill in what it left unset (e.g. an empty DATABASE_URL).
+  await fastify.register(fastifyEnv, { schema: EnvSchema, data: opts.config, dotenv: false, env: false })
 }, { name: 'config' })

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
-import type { FastifyError } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BalanceLimitExceededError, DomainError, InsufficientFundsError } from '../domain/errors.js'
 
 /** The one table from domain error codes to HTTP statuses. */
@@ -14,8 +14,18 @@ const STATUS_BY_CODE: Record<string, number> = {
   DB_UNAVAILABLE: 503,
 }
 
-function body (statusCode: number, code: string, message: string): { statusCode: number, code: string, error: string, message: string } {
+/** The standard error body `{statusCode, code, error, message}`. */
+export function errorBody (statusCode: number, code: string, message: string): { statusCode: number, code: string, error: string, message: string } {
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/**
+ * Fastify's `frameworkErrors`: errors the router raises before any hook runs (a malformed URL, a path parameter over
+ * limits.maxParamLength), answered in the standard shape with the right reason phrase and the request id.
+ */
+export function frameworkErrors (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const statusCode = error.statusCode ?? 400
+  void reply.code(statusCode).header('x-request-id', request.id).send(errorBody(statusCode, error.code, error.message))
 }
 
 /**
@@ -27,7 +37,7 @@ export default fp(async function errorHandler (fastify) {
   fastify.setErrorHandler(async (error: FastifyError | DomainError, request, reply) => {
     if (error instanceof DomainError) {
       const statusCode = STATUS_BY_CODE[error.code] ?? 500
-      const payload: Record<string, unknown> = body(statusCode, error.code, error.message)
+      const payload: Record<string, unknown> = errorBody(statusCode, error.code, error.message)
       if (error instanceof InsufficientFundsError || error instanceof BalanceLimitExceededError) {
         payload.userId = error.userId
         payload.balance = error.balance
@@ -38,13 +48,13 @@ export default fp(async function errorHandler (fastify) {
     }
     const statusCode = error.statusCode ?? 500
     if (statusCode >= 400 && statusCode < 500) {
-      return await reply.code(statusCode).send(body(statusCode, error.code ?? 'BAD_REQUEST', error.message))
+      return await reply.code(statusCode).send(errorBody(statusCode, error.code ?? 'BAD_REQUEST', error.message))
     }
     request.log.error({ err: error }, 'unhandled error')
-    return await reply.code(500).send(body(500, 'INTERNAL_ERROR', 'Internal Server Error'))
+    return await reply.code(500).send(errorBody(500, 'INTERNAL_ERROR', 'Internal Server Error'))
   })
 
   fastify.setNotFoundHandler(async (request, reply) => {
-    return await reply.code(404).send(body(404, 'ROUTE_NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`))
+    return await reply.code(404).send(errorBody(404, 'ROUTE_NOT_FOUND', `Route ${request.method} ${request.url.split('?')[0]} not found`))
   })
 }, { name: 'error-handler' })

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, commonErrors, errorRef } from './common.js'
+import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 
 export const ChangeBody = Type.Object({
   userId: UserId,
@@ -16,9 +16,9 @@ export type ChangeBody = Static<typeof ChangeBody>
 export const ChangeResponse = Type.Object({
   userId: UserId,
   balance: Balance,
-  amount: Type.Integer({ examples: [-2] }),
-  entryId: Type.Integer({ minimum: 1, description: 'The journal entry this change wrote' }),
-})
+  amount: Type.Integer({ description: 'The amount applied, as sent', examples: [-2] }),
+  entryId: Type.Integer({ minimum: 1, description: 'The journal entry this change wrote', examples: [2] }),
+}, { description: 'The change was applied; `balance` is the balance after it', examples: [{ userId: 1, balance: 9998, amount: -2, entryId: 2 }] })
 
 export const changeBalanceSchema = {
   summary: 'Change a balance',
@@ -29,8 +29,8 @@ export const changeBalanceSchema = {
   body: ChangeBody,
   response: {
     200: ChangeResponse,
-    400: errorRef,
-    404: errorRef,
+    400: badRequest,
+    404: userNotFound,
     409: BalanceConflictResponse,
     422: errorRef,
     ...commonErrors,

@@ -23,7 +23,10 @@ export const BalanceConflictResponse = Type.Object({
   message: Type.String({ examples: ['Insufficient funds: user 1 has 0, the change is -2'] }),
   userId: UserId,
   balance: Balance,
-}, { description: 'The change would take the balance out of [0, 2^53 − 1]; nothing changed' })
+}, {
+  description: 'INSUFFICIENT_FUNDS or BALANCE_LIMIT_EXCEEDED: the change would take the balance out of [0, 2^53 − 1]; nothing changed',
+  examples: [{ statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict', message: 'Insufficient funds: user 1 has 0, the change is -2', userId: 1, balance: 0 }],
+})
 
 /**
  * The optional `Idempotency-Key` request header of every write: 1–255 printable ASCII characters (space to `~`),
@@ -42,9 +45,34 @@ export const IdempotencyHeaders = Type.Object({
 
 const errorRef = Type.Ref('ErrorResponse')
 
-/** The error responses every route can give, for its schema's `response` map. */
+/**
+ * An error response in the shared ErrorResponse shape, with the description (which codes, when) and an example
+ * the OpenAPI document shows for this status.
+ */
+export function errorResponse (description: string, example: { statusCode: number, code: string, error: string, message: string }): Record<string, unknown> {
+  return { description, content: { 'application/json': { schema: { $ref: 'ErrorResponse' }, example } } }
+}
+
+/** 400 for anything the request got wrong: malformed JSON, missing, extra or mistyped fields. */
+export const badRequest = errorResponse(
+  'FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range',
+  { statusCode: 400, code: 'FST_ERR_VALIDATION', error: 'Bad Request', message: 'body/amount must be integer' },
+)
+
+export const userNotFound = errorResponse(
+  'USER_NOT_FOUND: the user does not exist',
+  { statusCode: 404, code: 'USER_NOT_FOUND', error: 'Not Found', message: 'User 42 does not exist' },
+)
+
+/** The error responses every database-backed route can give, for its schema's `response` map. */
 export const commonErrors = {
-  500: errorRef,
-  503: errorRef,
+  500: errorResponse(
+    'INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server',
+    { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' },
+  ),
+  503: errorResponse(
+    'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome',
+    { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message: 'The database is unavailable; retry with the same Idempotency-Key to learn the outcome' },
+  ),
 }
 export { errorRef }

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, commonErrors, errorRef } from './common.js'
+import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
 export const TransferBody = Type.Object({
@@ -27,8 +27,8 @@ export const transferSchema = {
   body: TransferBody,
   response: {
     201: TransferResponse,
-    400: errorRef,
-    404: errorRef,
+    400: badRequest,
+    404: userNotFound,
     409: BalanceConflictResponse,
     422: errorRef,
     ...commonErrors,

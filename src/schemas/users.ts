@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, IdempotencyHeaders, UserId, commonErrors, errorRef } from './common.js'
+import { Balance, IdempotencyHeaders, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
@@ -9,18 +9,22 @@ export type UserParams = Static<typeof UserParams>
 export const UserResponse = Type.Object({
   id: UserId,
   balance: Balance,
-  createdAt: Type.String({ format: 'date-time' }),
-  updatedAt: Type.String({ format: 'date-time' }),
+  createdAt: Type.String({ format: 'date-time', description: 'When the user was created' }),
+  updatedAt: Type.String({ format: 'date-time', description: 'When the balance last changed' }),
+}, {
+  description: 'The user and its current balance',
+  examples: [{ id: 1, balance: 10000, createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:00.000Z' }],
 })
 
 export const getUserSchema = {
   summary: 'Read a user',
+  description: 'The user with its current balance (committed changes only).',
   tags: ['users'],
   params: UserParams,
   response: {
     200: UserResponse,
-    400: errorRef,
-    404: errorRef,
+    400: badRequest,
+    404: userNotFound,
     ...commonErrors,
   },
 }
@@ -45,7 +49,7 @@ export const createUserSchema = {
   body: CreateUserBody,
   response: {
     201: UserResponse,
-    400: errorRef,
+    400: badRequest,
     422: errorRef,
     ...commonErrors,
   },
@@ -88,8 +92,8 @@ export const transactionsSchema = {
   querystring: TransactionsQuery,
   response: {
     200: TransactionsResponse,
-    400: errorRef,
-    404: errorRef,
+    400: badRequest,
+    404: userNotFound,
     ...commonErrors,
   },
 }

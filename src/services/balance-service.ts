@@ -67,6 +67,17 @@ function renderTransfer (request: TransferRequest, result: TransferOutcome): App
   }
 }
 
+/** How a change ended: a strategy outcome, or the database was unavailable, or an unexpected error (a bug). */
+export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
+
+/**
+ * Told about every change the service makes (metrics). Called on the hot path: must be cheap and must not throw.
+ * `seconds` is the time of the strategy call alone (its transaction), not of the HTTP request.
+ */
+export interface BalanceObserver {
+  changeFinished: (strategy: string, result: ChangeResult, seconds: number) => void
+}
+
 /**
  * The one interface routes use: change, transfer, create, read, health. It picks nothing itself: the strategy and
  * the idempotency settings are given. Refused outcomes become typed domain errors; a lost database becomes
@@ -80,9 +91,18 @@ export class BalanceService {
     private readonly idempotency: Idempotency,
   ) {}
 
+  private observer: BalanceObserver | undefined
+
+  /** Sets the one observer told about every change (none by default). */
+  observe (observer: BalanceObserver): void {
+    this.observer = observer
+  }
+
   /** The keyless hot path: exactly the strategy's one statement. */
   async change (request: ChangeRequest): Promise<AppliedChange> {
-    const result = await this.guard(async () => await this.strategy.change(request))
+    const result = this.observer === undefined
+      ? await this.guard(async () => await this.strategy.change(request))
+      : await this.observed(this.observer, request)
     return renderChange(request, result)
   }
 
@@ -136,6 +156,18 @@ export class BalanceService {
       return true
     } catch (error) {
       if (isDatabaseUnavailable(error)) return false
+      throw error
+    }
+  }
+
+  private async observed (observer: BalanceObserver, request: ChangeRequest): Promise<ChangeOutcome> {
+    const started = performance.now()
+    try {
+      const result = await this.guard(async () => await this.strategy.change(request))
+      observer.changeFinished(this.strategy.name, result.outcome, (performance.now() - started) / 1000)
+      return result
+    } catch (error) {
+      observer.changeFinished(this.strategy.name, error instanceof DatabaseUnavailableError ? 'db_unavailable' : 'error', (performance.now() - started) / 1000)
       throw error
     }
   }

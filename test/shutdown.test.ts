@@ -1,0 +1,183 @@
+import { execFile, spawn, type ChildProcessByStdio } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import type { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import pg from 'pg'
+import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { freePort } from '../src/db/embedded-postgres.js'
+
+// The real built server as a child process: 2,000 PATCH -1 on user 1 (10000), SIGTERM after half of them answered.
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const REQUESTS = 2000
+const CONCURRENCY = 64
+const SIGNAL_AFTER = REQUESTS / 2
+const BUILD_TIMEOUT_MS = 180_000
+const START_TIMEOUT_MS = 60_000
+const REQUEST_TIMEOUT_MS = 30_000
+const EXIT_TIMEOUT_MS = 30_000
+/** What a client may see from a server that has stopped accepting: the request was not applied. */
+const NOT_SERVED = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE'])
+
+interface Outcome { status?: number, error?: string }
+
+async function buildServer (): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    execFile('npm', ['run', 'build'], { cwd: ROOT, timeout: BUILD_TIMEOUT_MS }, (error, _stdout, stderr) => {
+      if (error === null) resolve()
+      else reject(new Error(`npm run build failed: ${error.message} ${stderr}`))
+    })
+  })
+}
+
+function change (port: number, agent: http.Agent): Promise<Outcome> {
+  const payload = JSON.stringify({ userId: 1, amount: -1 })
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      path: '/api/balance',
+      method: 'PATCH',
+      agent,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      timeout: REQUEST_TIMEOUT_MS,
+    }, (res) => {
+      res.resume()
+      res.on('end', () => { resolve({ status: res.statusCode }) })
+      res.on('error', (error: NodeJS.ErrnoException) => { resolve({ error: error.code ?? error.message }) })
+    })
+    req.on('timeout', () => { req.destroy(Object.assign(new Error('timeout'), { code: 'CLIENT_TIMEOUT' })) })
+    req.on('error', (error: NodeJS.ErrnoException) => { resolve({ error: error.code ?? error.message }) })
+    req.end(payload)
+  })
+}
+
+interface Server {
+  child: ChildProcessByStdio<null, Readable, Readable>
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  output: () => { stdout: string, stderr: string }
+}
+
+/** Starts dist/src/server.js with `env` and resolves once it listens; killed in teardown if still running. */
+async function startServer (t: Test, env: Record<string, string>): Promise<Server> {
+  const child = spawn(process.execPath, ['dist/src/server.js'], {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    // 'close', not 'exit': only then has all of its stdout been read.
+    child.once('close', (code, signal) => { resolve({ code, signal }) })
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`server did not listen in ${START_TIMEOUT_MS} ms: ${stdout}${stderr}`)) }, START_TIMEOUT_MS)
+    const poll = setInterval(() => {
+      if (!stdout.includes('Server listening at')) return
+      clearInterval(poll)
+      clearTimeout(timer)
+      resolve()
+    }, 20)
+    void exited.then(({ code }) => { clearInterval(poll); clearTimeout(timer); reject(new Error(`server exited with ${code} at start: ${stdout}${stderr}`)) })
+  })
+  return { child, exited, output: () => ({ stdout, stderr }) }
+}
+
+async function exitOf (server: Server): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+  return await Promise.race([
+    server.exited,
+    new Promise<never>((_resolve, reject) => setTimeout(() => { reject(new Error(`server did not exit in ${EXIT_TIMEOUT_MS} ms`)) }, EXIT_TIMEOUT_MS).unref()),
+  ])
+}
+
+async function query<T extends pg.QueryResultRow> (url: string, sql: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query<T>(sql)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+t.before(buildServer)
+
+t.test(`SIGTERM during ${REQUESTS} changes: in-flight requests finish, every 200 is one journal row, exit 0`, async (t) => {
+  const db = await createThrowawayDatabase('shutdown')
+  t.teardown(db.drop)
+  const port = await freePort()
+  const server = await startServer(t, { DATABASE_URL: db.url, PORT: String(port), BALANCE_STRATEGY: 'advisory' })
+  const { child } = server
+
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY })
+  t.teardown(() => { agent.destroy() })
+  const outcomes: Outcome[] = []
+  let signalled = false
+  let next = 0
+  async function worker (): Promise<void> {
+    while (next < REQUESTS) {
+      next += 1
+      outcomes.push(await change(port, agent))
+      if (!signalled && outcomes.length >= SIGNAL_AFTER) {
+        signalled = true
+        child.kill('SIGTERM')
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker))
+
+  t.same(await exitOf(server), { code: 0, signal: null }, 'the server exits 0 on SIGTERM')
+  const { stdout, stderr } = server.output()
+
+  const statuses: Record<string, number> = {}
+  const errors: Record<string, number> = {}
+  for (const outcome of outcomes) {
+    if (outcome.status !== undefined) statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1
+    else errors[outcome.error!] = (errors[outcome.error!] ?? 0) + 1
+  }
+  t.comment(`statuses ${JSON.stringify(statuses)}, connection errors ${JSON.stringify(errors)}`)
+  t.equal(outcomes.length, REQUESTS, 'every request got an answer or a connection error')
+  t.same(Object.keys(statuses), ['200'], 'only 200s: no 500, no 503 while closing')
+  t.ok(Object.keys(errors).every((code) => NOT_SERVED.has(code)), `only refused/reset connections: ${Object.keys(errors).join(', ')}`)
+  const ok = statuses[200] ?? 0
+  t.ok(ok >= SIGNAL_AFTER && ok < REQUESTS, `SIGTERM came midway: ${ok} served`)
+
+  const [row] = await query<{ balance: string, entries: string, total: string }>(db.url, `
+    SELECT u.balance,
+      (SELECT count(*) FROM journal_entries WHERE user_id = 1 AND kind = 'change') AS entries,
+      (SELECT sum(amount) FROM journal_entries WHERE user_id = 1) AS total
+    FROM users u WHERE u.id = 1`)
+  t.equal(Number(row?.entries), ok, 'the number of 200s equals the number of new journal rows')
+  t.equal(Number(row?.balance), 10000 - ok, 'the balance went down by exactly the 200s')
+  t.equal(Number(row?.total), Number(row?.balance), 'balance = Σ journal')
+
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string, signal?: string, level: number })
+  t.ok(lines.some((line) => line.msg.startsWith('closing') && line.signal === 'SIGTERM'), 'logs the signal')
+  t.equal(lines.at(-1)?.msg, 'closed', 'logs the end of the close last')
+  t.equal(stderr, '', 'nothing on stderr')
+})
+
+t.test('SIGINT with the embedded PostgreSQL: the database stops with the service, exit 0', async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'balance-shutdown-pg-'))
+  t.teardown(async () => { await rm(dataDir, { recursive: true, force: true }) })
+  const port = await freePort()
+  const env: Record<string, string> = { PORT: String(port), PGDATA_DIR: dataDir }
+  const server = await startServer(t, { ...env, DATABASE_URL: '' })
+  t.ok(existsSync(path.join(dataDir, 'postmaster.pid')), 'the embedded PostgreSQL runs')
+  const res = await fetch(`http://127.0.0.1:${port}/api/health`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+  t.same(await res.json(), { status: 'ok', db: 'up' })
+  server.child.kill('SIGINT')
+  t.same(await exitOf(server), { code: 0, signal: null }, 'exit 0 on SIGINT')
+  t.notOk(existsSync(path.join(dataDir, 'postmaster.pid')), 'the embedded PostgreSQL has stopped (no postmaster.pid)')
+  const lines = server.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string })
+  t.ok(lines.some((line) => line.msg === 'embedded PostgreSQL stopped'))
+  t.equal(lines.at(-1)?.msg, 'closed')
+})
