@@ -15,6 +15,7 @@ t.test('defaults', async (t) => {
     IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
     LOG_PRETTY: false,
+    METRICS_ENABLED: true,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
 })

@@ -15,6 +15,9 @@ export const TransferResponse = Type.Object({
   transferId: Type.String({ format: 'uuid', description: 'Shared by the two journal entries of this transfer' }),
   from: TransferSide,
   to: TransferSide,
+}, {
+  description: 'The transfer was applied; both balances are the ones after it',
+  examples: [{ transferId: '6f1c2a4e-8d3b-4f7a-9c1e-2b5d7e9f0a13', from: { userId: 1, balance: 9900 }, to: { userId: 2, balance: 100 } }],
 })
 
 export const transferSchema = {

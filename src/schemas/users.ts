@@ -82,7 +82,7 @@ export const JournalEntryResponse = Type.Object({
 export const TransactionsResponse = Type.Object({
   items: Type.Array(JournalEntryResponse, { maxItems: HISTORY_PAGE_MAX }),
   nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next (older) page; null at the end' }),
-})
+}, { description: 'One page of the user\'s journal entries, newest first' })
 
 export const transactionsSchema = {
   summary: 'A user\'s journal, newest first',
