@@ -124,7 +124,8 @@ export type CeilingOutcome = 'applied' | 'insufficient_funds' | 'other'
  * second read the strategy makes to explain it (so a refusal costs the same round trips as in the service).
  */
 export async function ceilingChange (pool: pg.Pool, strategy: StrategyName, userId: number, amount: number): Promise<CeilingOutcome> {
-  const { rows } = await pool.query<{ outcome: string }>(changeSql[strategy], [userId, amount, MIN_BALANCE, MAX_BALANCE])
+  // A named prepared statement, as the service sends it (src/db/hot-query.ts): parsed and planned once per connection.
+  const { rows } = await pool.query<{ outcome: string }>({ name: `bench_ceiling_${strategy}`, text: changeSql[strategy], values: [userId, amount, MIN_BALANCE, MAX_BALANCE] })
   const outcome = rows[0]?.outcome
   if (outcome === undefined && strategy === 'atomic') {
     const read = await pool.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, [userId])

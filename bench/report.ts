@@ -180,7 +180,7 @@ function methodSection (result: BenchResult): string {
     '- **HTTP floor**: `bench/floor-server.mjs`, the same Fastify version, limits and body validation with an in-memory balance instead of PostgreSQL; ' +
       'it answers the burst with the same 200/409 split, so it passes the same checks.',
     '- **Database ceiling**: each strategy\'s exported SQL constant (`ADVISORY_CHANGE_SQL`, `ROW_LOCK_CHANGE_SQL`, `ATOMIC_CHANGE_SQL`, ' +
-      'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
+      'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) as a named prepared statement, like the service sends it, through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
       'also the second read the strategy makes. Burst: all calls issued at once; loads: as many async workers as autocannon has connections.',
     '- **Burst**: `test/support/burst-client.mjs` in its own process (one fresh socket per request). Peak RSS: the server\'s VmHWM after a reset ' +
       '(`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples; CPU: utime + stime from `/proc/<pid>/stat` over the measurement.',
