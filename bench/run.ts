@@ -71,7 +71,7 @@ async function withPool<T> (url: string, max: number, work: (pool: pg.Pool) => P
   }
 }
 
-function burstChecks (outcome: BurstOutcome, count: number): string[] {
+export function burstChecks (outcome: BurstOutcome, count: number): string[] {
   const failures: string[] = []
   const half = count / 2
   if (Object.keys(outcome.errors).length > 0) failures.push(`connection errors ${JSON.stringify(outcome.errors)}`)
@@ -82,7 +82,7 @@ function burstChecks (outcome: BurstOutcome, count: number): string[] {
   return failures
 }
 
-function loadChecks (outcome: LoadOutcome): string[] {
+export function loadChecks (outcome: LoadOutcome): string[] {
   const failures: string[] = []
   if (outcome.errors > 0) failures.push(`${outcome.errors} connection errors`)
   if (outcome.timeouts > 0) failures.push(`${outcome.timeouts} timeouts`)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { parseOptions } from '../bench/options.js'
 import { renderReport, replaceReadmeSection, benchSectionForReadme } from '../bench/report.js'
 import { computeRatios, evaluateGoals, spread, summarise, type BenchResult, type TargetResult } from '../bench/results.js'
-import { runBench } from '../bench/run.js'
+import { burstChecks, loadChecks, runBench } from '../bench/run.js'
 import { barChart, niceStep } from '../bench/svg.js'
 
 // The whole bench, end to end, small: every strategy, every scenario, one repetition, a 500-request burst and 1-second
@@ -77,7 +77,7 @@ t.test('flags', async (t) => {
   t.throws(() => parseOptions(['--strategies', 'optimistic']), /unknown optimistic/)
   t.throws(() => parseOptions(['--strategies', ',']), /at least one/)
   t.throws(() => parseOptions(['--burst', '7']), /even/)
-  t.throws(() => parseOptions(['--burst', '-2']), /positive integer/)
+  t.throws(() => parseOptions(['--burst=0']), /positive integer/)
   t.throws(() => parseOptions(['--pool', '1']), /2\.\.100/)
   t.throws(() => parseOptions(['--help']), /Usage/)
   t.throws(() => parseOptions(['--bogus']))
@@ -143,6 +143,17 @@ t.test('a failed measurement is reported as FAILED, never as a number', async (t
   t.match(readme, /<!-- section:bench -->\n\n## Benchmark[\s\S]*\| advisory \| FAILED \|[\s\S]*\n\n<!-- section:next -->\nb\n$/)
   t.notMatch(readme, /old/)
   t.throws(() => replaceReadmeSection('no markers', 'bench', 'x'), /no <!-- section:bench -->/)
+})
+
+t.test('checks name every way a measurement can break', async (t) => {
+  const good = { wallMs: 1, statuses: { 200: 5, 409: 5 }, codes: { INSUFFICIENT_FUNDS: 5 }, errors: {}, latencyMs: { p50: 1, p99: 1, max: 1 } }
+  t.same(burstChecks(good, 10), [])
+  t.match(burstChecks({ ...good, statuses: { 200: 5, 409: 4, 503: 1 }, codes: { INSUFFICIENT_FUNDS: 4, DB_UNAVAILABLE: 1 }, errors: { ECONNRESET: 2 } }, 10), [
+    /connection errors \{"ECONNRESET":2\}/, /statuses .*"503":1.*expected 5 × 200 and 5 × 409/, /codes .*DB_UNAVAILABLE/,
+  ])
+  const load = { reqPerSec: 1, p50Ms: 1, p99Ms: 1, responses: 10, ok2xx: 10, non2xx: 0, errors: 0, timeouts: 0, durationS: 1 }
+  t.same(loadChecks(load), [])
+  t.same(loadChecks({ ...load, ok2xx: 0, non2xx: 10, errors: 1, timeouts: 1 }), ['1 connection errors', '1 timeouts', '10 non-2xx responses', 'no 2xx response at all'])
 })
 
 t.test('svg charts', async (t) => {

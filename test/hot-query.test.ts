@@ -16,6 +16,12 @@ t.test('hotQuery runs a named statement on the Sequelize pool and throws what se
   t.type(error, DatabaseError, 'a Sequelize DatabaseError, as sequelize.query() would throw')
   t.equal((error as DatabaseError & { parent: { code: string } }).parent.code, '22012')
   t.same(await hotQuery(app.sequelize, statement, [2, 2]), [{ sum: 4 }], 'the connection went back to the pool')
+
+  const unserialisable = { toPostgres: () => { throw new Error('cannot serialise') } }
+  const clientSide = await hotQuery(app.sequelize, statement, [unserialisable, 1]).catch((e: unknown) => e)
+  t.type(clientSide, DatabaseError, 'a client-side failure is formatted the same way')
+  t.match((clientSide as DatabaseError).message, /cannot serialise/)
+  t.same(await hotQuery(app.sequelize, statement, [3, 3]), [{ sum: 6 }], 'and the pool goes on (that connection was thrown away)')
 })
 
 t.test('a connection that cannot be opened in time is asked for again, a refused one is not', async (t) => {

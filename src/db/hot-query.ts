@@ -1,3 +1,4 @@
+import pg from 'pg'
 import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from 'sequelize'
 
 /**
@@ -13,7 +14,7 @@ import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from '
  *
  * It is also a named prepared statement: PostgreSQL parses and plans it once per connection instead of on every call.
  * Errors come out exactly as sequelize.query() throws them (the dialect's own formatError), and a connection that
- * broke mid-query is marked invalid the same way, so the pool replaces it.
+ * may have broken mid-query is marked invalid, so the pool replaces it.
  * Use it only for one-statement autocommit work on the hot path; everything else goes through sequelize.query().
  * (Named statements need session pooling: behind PgBouncer in transaction mode use PgBouncer ≥ 1.21 with prepared statements on.)
  */
@@ -33,13 +34,6 @@ interface DialectQuery {
 }
 
 type QueryClass = new (connection: unknown, sequelize: Sequelize, options: Record<string, unknown>) => DialectQuery
-
-/** pg errors after which Sequelize's query class throws the connection away (sequelize/lib/dialects/postgres/query.js). */
-function breaksConnection (error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown, message?: unknown }
-  return code === 'ECONNRESET' || message === 'Query read timeout' ||
-    (typeof message === 'string' && /Unable to set non-blocking to true|SSL SYSCALL error: EOF detected|Local: Authentication failure/i.test(message))
-}
 
 /**
  * Opening a connection can time out (DB_CONNECT_TIMEOUT_MS) when a burst arrives at a cold pool: the event loop is busy
@@ -72,7 +66,9 @@ export async function hotQuery<T> (sequelize: Sequelize, statement: HotStatement
     const result = await connection.query<T>({ name: statement.name, text: statement.text, values })
     return result.rows
   } catch (error) {
-    if (breaksConnection(error)) connection._invalid = true
+    // PostgreSQL's own errors (SQLSTATE) leave the connection usable; anything else (reset, read timeout, a value pg
+    // could not serialise) may leave it mid-protocol: the pool throws it away (Sequelize marks it the same way).
+    if (!(error instanceof pg.DatabaseError)) connection._invalid = true
     const Query = (sequelize as unknown as { dialect: { Query: QueryClass } }).dialect.Query
     throw new Query(connection, sequelize, {}).formatError(error, new Error().stack)
   } finally {
