@@ -198,7 +198,7 @@ export function benchSectionForReadme (result: BenchResult): string {
     '## Benchmark',
     '',
     '```bash',
-    'npm run bench                       # full run: ~10 minutes; writes bench/results/<timestamp>.json and bench/REPORT.md',
+    'npm run bench                       # full run: 10–15 minutes; writes bench/results/<timestamp>.json and bench/REPORT.md',
     'npm run bench -- --quick            # 1 repetition, short loads, smaller burst',
     'npm run bench -- --strategies advisory,atomic --scenarios burst,hot --burst 10000',
     'npm run bench:report                # regenerate bench/REPORT.md from the latest results',
@@ -209,7 +209,8 @@ export function benchSectionForReadme (result: BenchResult): string {
       'After every measurement the invariants are checked (exact counts, Σ journal = balance, nothing negative); a broken one is reported as FAILED, never as a number. ' +
       'Uses `DATABASE_URL` (an admin URL) for throwaway databases, or an embedded PostgreSQL when unset.',
     '',
-    `Headline numbers (${result.machine.cores} cores, ${result.machine.cpuModel}, PostgreSQL ${result.machine.postgres}, pool ${result.settings.poolSize}, medians of ${result.settings.repetitions}), full tables and charts in [bench/REPORT.md](bench/REPORT.md):`,
+    `Headline numbers (${result.machine.cores} cores, ${result.machine.cpuModel}, PostgreSQL ${result.machine.postgres}, pool ${result.settings.poolSize}, medians of ${result.settings.repetitions}; ` +
+      `load average ${result.machine.loadAverageAtStart[0] ?? '?'} at the start: the box was shared, so read the ratios, not the absolute figures), full tables and charts in [bench/REPORT.md](bench/REPORT.md):`,
     '',
     '| strategy | burst wall time | ÷ HTTP floor | hot row req/s | ÷ its DB ceiling |',
     '|---|---|---|---|---|',
