@@ -1,4 +1,5 @@
 import { QueryTypes, type Sequelize } from 'sequelize'
+import { hotQuery } from '../db/hot-query.js'
 import { MAX_BALANCE, MIN_BALANCE, toSafeInteger } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
 import { ledgerMethods } from './keyed.js'
@@ -24,6 +25,8 @@ export const ATOMIC_CHANGE_SQL = `
   )
   SELECT 'applied' AS outcome, balance_after AS balance, id AS entry_id FROM entry`
 
+const ATOMIC_CHANGE = { name: 'balance_change_atomic_v1', text: ATOMIC_CHANGE_SQL }
+
 export const ATOMIC_READ_BALANCE_SQL = 'SELECT balance FROM users WHERE id = $1'
 
 /** The keyed change (db/migrations/0004): claim the key, run balance_change_atomic(), store the outcome; one round trip. */
@@ -44,7 +47,8 @@ export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
     name: 'atomic',
     ...ledgerMethods(sequelize, { changeKeyedSql: ATOMIC_CHANGE_KEYED_SQL, transferSql: ATOMIC_TRANSFER_SQL }),
     async change ({ userId, amount }) {
-      const rows = await sequelize.query<OutcomeRow>(ATOMIC_CHANGE_SQL, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
+      // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
+      const rows = await hotQuery<OutcomeRow>(sequelize, ATOMIC_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])
       return rows[0] === undefined ? await explainRefusal(userId, amount) : toChangeOutcome(rows[0])
     },
   }

@@ -1,4 +1,5 @@
-import { QueryTypes, type Sequelize } from 'sequelize'
+import type { Sequelize } from 'sequelize'
+import { hotQuery } from '../db/hot-query.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
 import { ledgerMethods } from './keyed.js'
@@ -11,6 +12,7 @@ import type { BalanceStrategy } from './types.js'
  */
 /** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
 export const ROW_LOCK_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)'
+const ROW_LOCK_CHANGE = { name: 'balance_change_row_lock_v1', text: ROW_LOCK_CHANGE_SQL }
 
 /** The keyed change (db/migrations/0004): claim the key, run balance_change_row_lock(), store the outcome; one round trip. */
 export const ROW_LOCK_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_row_lock_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
@@ -22,10 +24,8 @@ export function rowLockStrategy (sequelize: Sequelize): BalanceStrategy {
     name: 'row-lock',
     ...ledgerMethods(sequelize, { changeKeyedSql: ROW_LOCK_CHANGE_KEYED_SQL, transferSql: ROW_LOCK_TRANSFER_SQL }),
     async change ({ userId, amount }) {
-      const rows = await sequelize.query<OutcomeRow>(
-        ROW_LOCK_CHANGE_SQL,
-        { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true },
-      )
+      // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
+      const rows = await hotQuery<OutcomeRow>(sequelize, ROW_LOCK_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])
       return toChangeOutcome(rows[0])
     },
   }

@@ -1,0 +1,208 @@
+import pg from 'pg'
+import type { StrategyName } from '../src/config.js'
+import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
+import { ADVISORY_CHANGE_SQL } from '../src/strategies/advisory.js'
+import { ATOMIC_CHANGE_SQL, ATOMIC_READ_BALANCE_SQL } from '../src/strategies/atomic.js'
+import { ROW_LOCK_CHANGE_SQL } from '../src/strategies/row-lock.js'
+
+/** The user the burst empties (seeded by the service's own seeder). */
+export const BURST_USER = 1
+/** Opening balance of the hot-row user and of every spread user: enough that −1 never runs out. */
+export const BOTTOMLESS_BALANCE = 1_000_000_000_000
+
+/** Users the bench adds to a freshly migrated database: one hot row, and `spread` more, each with an opening entry. */
+export interface Fixtures {
+  hotUser: number
+  spreadFrom: number
+  spreadTo: number
+}
+
+export async function createFixtures (pool: pg.Pool, spreadUsers: number): Promise<Fixtures> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const { rows } = await client.query<{ id: string }>(
+      'INSERT INTO users (balance) SELECT $1::bigint FROM generate_series(1, $2::int) ORDER BY 1 RETURNING id',
+      [BOTTOMLESS_BALANCE, spreadUsers + 1])
+    const ids = rows.map((row) => Number(row.id)).sort((a, b) => a - b)
+    const first = ids[0]!
+    const last = ids[ids.length - 1]!
+    if (last - first !== spreadUsers) throw new Error('bench fixtures: user ids are not contiguous')
+    await client.query(`INSERT INTO journal_entries (user_id, amount, balance_after, kind)
+      SELECT id, balance, balance, 'opening' FROM users WHERE id BETWEEN $1 AND $2`, [first, last])
+    await client.query('COMMIT')
+    await client.query('VACUUM ANALYZE users')
+    await client.query('ANALYZE journal_entries')
+    return { hotUser: first, spreadFrom: first + 1, spreadTo: last }
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw error
+  } finally {
+    client.release()
+  }
+}
+
+/** Gives `userId` exactly `balance` again, through a journal entry, so Σ journal = balance stays true. */
+export async function resetBalance (pool: pg.Pool, userId: number, balance: number): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const { rows } = await client.query<{ balance: string }>('SELECT balance FROM users WHERE id = $1 FOR UPDATE', [userId])
+    const delta = balance - Number(rows[0]?.balance)
+    if (delta !== 0) {
+      await client.query('UPDATE users SET balance = $2, updated_at = now() WHERE id = $1', [userId, balance])
+      await client.query(`INSERT INTO journal_entries (user_id, amount, balance_after, kind) VALUES ($1, $2, $3, 'change')`,
+        [userId, delta, balance])
+    }
+    await client.query('COMMIT')
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw error
+  } finally {
+    client.release()
+  }
+}
+
+export interface Books {
+  balance: number
+  journalSum: number
+  entries: number
+}
+
+export async function books (pool: pg.Pool, userId: number): Promise<Books> {
+  const { rows } = await pool.query<{ balance: string, journal_sum: string, entries: string }>(`
+    SELECT u.balance, COALESCE(SUM(j.amount), 0) AS journal_sum, COUNT(j.id) AS entries
+    FROM users u LEFT JOIN journal_entries j ON j.user_id = u.id
+    WHERE u.id = $1 GROUP BY u.balance`, [userId])
+  const row = rows[0]
+  if (row === undefined) throw new Error(`no user ${userId}`)
+  return { balance: Number(row.balance), journalSum: Number(row.journal_sum), entries: Number(row.entries) }
+}
+
+export async function journalCount (pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries')
+  return Number(rows[0]?.n)
+}
+
+/** Waits until nothing more is journalled (requests still in flight when a load stopped), then returns the count. */
+export async function settledJournalCount (pool: pg.Pool): Promise<number> {
+  let last = await journalCount(pool)
+  for (let i = 0; i < 100; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    const now = await journalCount(pool)
+    if (now === last) return now
+    last = now
+  }
+  return last
+}
+
+/** The invariants that must hold for every user after any scenario. Returns failures, empty when all hold. */
+export async function globalInvariants (pool: pg.Pool): Promise<string[]> {
+  const failures: string[] = []
+  const { rows: mismatched } = await pool.query<{ n: string }>(`
+    SELECT count(*) AS n FROM users u
+    LEFT JOIN (SELECT user_id, SUM(amount) AS s FROM journal_entries GROUP BY user_id) j ON j.user_id = u.id
+    WHERE u.balance <> COALESCE(j.s, 0)`)
+  if (Number(mismatched[0]?.n) !== 0) failures.push(`${mismatched[0]?.n} users whose balance ≠ Σ journal`)
+  const { rows: negative } = await pool.query<{ n: string }>(`
+    SELECT (SELECT count(*) FROM users WHERE balance < 0) + (SELECT count(*) FROM journal_entries WHERE balance_after < 0) AS n`)
+  if (Number(negative[0]?.n) !== 0) failures.push(`${negative[0]?.n} negative balances`)
+  return failures
+}
+
+/** Each strategy's exact SQL, as the strategy sends it: binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. */
+export const changeSql: Record<StrategyName, string> = {
+  advisory: ADVISORY_CHANGE_SQL,
+  'row-lock': ROW_LOCK_CHANGE_SQL,
+  atomic: ATOMIC_CHANGE_SQL,
+}
+
+export type CeilingOutcome = 'applied' | 'insufficient_funds' | 'other'
+
+/**
+ * One change exactly as the strategy makes it, straight through pg: the change SQL, and for atomic's refusal the
+ * second read the strategy makes to explain it (so a refusal costs the same round trips as in the service).
+ */
+export async function ceilingChange (pool: pg.Pool, strategy: StrategyName, userId: number, amount: number): Promise<CeilingOutcome> {
+  // A named prepared statement, as the service sends it (src/db/hot-query.ts): parsed and planned once per connection.
+  const { rows } = await pool.query<{ outcome: string }>({ name: `bench_ceiling_${strategy}`, text: changeSql[strategy], values: [userId, amount, MIN_BALANCE, MAX_BALANCE] })
+  const outcome = rows[0]?.outcome
+  if (outcome === undefined && strategy === 'atomic') {
+    const read = await pool.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, [userId])
+    return read.rows[0] !== undefined && amount < 0 ? 'insufficient_funds' : 'other'
+  }
+  return outcome === 'applied' || outcome === 'insufficient_funds' ? outcome : 'other'
+}
+
+function percentile (sorted: number[], p: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
+}
+
+export interface CeilingLoadOutcome {
+  reqPerSec: number
+  p50Ms: number
+  p99Ms: number
+  applied: number
+  other: number
+  errors: number
+  durationS: number
+}
+
+/** `workers` async loops, each calling the change one at a time through the pool, for `seconds`. */
+export async function ceilingLoad (pool: pg.Pool, strategy: StrategyName, workers: number, seconds: number, pickUser: () => number): Promise<CeilingLoadOutcome> {
+  const latencies: number[] = []
+  let applied = 0
+  let other = 0
+  let errors = 0
+  const started = performance.now()
+  const end = started + seconds * 1000
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now()
+      try {
+        const outcome = await ceilingChange(pool, strategy, pickUser(), -1)
+        if (outcome === 'applied') applied += 1
+        else other += 1
+      } catch {
+        errors += 1
+      }
+      latencies.push(performance.now() - t0)
+    }
+  }))
+  const durationS = (performance.now() - started) / 1000
+  latencies.sort((a, b) => a - b)
+  return { reqPerSec: latencies.length / durationS, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), applied, other, errors, durationS }
+}
+
+export interface CeilingBurstOutcome {
+  wallMs: number
+  applied: number
+  insufficient: number
+  other: number
+  errors: number
+  latencyMs: { p50: number, p99: number, max: number }
+}
+
+/** `count` changes of −2 on one user issued at once; the pool queues them, as the service's pool would. */
+export async function ceilingBurst (pool: pg.Pool, strategy: StrategyName, userId: number, count: number): Promise<CeilingBurstOutcome> {
+  const started = performance.now()
+  const results = await Promise.all(Array.from({ length: count }, async () => {
+    const t0 = performance.now()
+    try {
+      return { outcome: await ceilingChange(pool, strategy, userId, -2), ms: performance.now() - t0 }
+    } catch {
+      return { outcome: 'error' as const, ms: performance.now() - t0 }
+    }
+  }))
+  const wallMs = performance.now() - started
+  const latencies = results.map((r) => r.ms).sort((a, b) => a - b)
+  const count_ = (what: string): number => results.filter((r) => r.outcome === what).length
+  return {
+    wallMs,
+    applied: count_('applied'),
+    insufficient: count_('insufficient_funds'),
+    other: count_('other'),
+    errors: count_('error'),
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 },
+  }
+}

@@ -1,0 +1,66 @@
+// The HTTP floor: the service's HTTP stack (Fastify 5, the same limits, JSON body validation, the same reply shapes)
+// with an in-memory balance instead of PostgreSQL. Whatever the real service costs above this is database and ORM.
+// Plain JavaScript, started by bench/run as a child process: node bench/floor-server.mjs (PORT, HOST from env).
+// It imports the built limits (dist/src/limits.js) so the floor listens exactly like the service.
+import Fastify from 'fastify'
+import { limits } from '../dist/src/limits.js'
+
+const port = Number(process.env.PORT ?? 3999)
+const host = process.env.HOST ?? '127.0.0.1'
+const level = process.env.LOG_LEVEL ?? 'warn'
+
+const app = Fastify({
+  logger: level === 'silent' ? false : { level },
+  bodyLimit: limits.bodyLimitBytes,
+  requestTimeout: limits.requestTimeoutMs,
+  keepAliveTimeout: limits.keepAliveTimeoutMs,
+  http: { maxHeaderSize: limits.maxHeaderBytes },
+  forceCloseConnections: 'idle',
+  return503OnClosing: true,
+  disableRequestLogging: true,
+})
+
+/** In-memory balances: user 1 holds 10000 like the seeded service; any other user a balance that never runs out. */
+const balances = new Map([[1, 10000]])
+const BOTTOMLESS = 1e12
+let entryId = 0
+
+const changeBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['userId', 'amount'],
+  properties: {
+    userId: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    amount: { type: 'integer', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER, not: { const: 0 } },
+  },
+}
+
+app.get('/api/health', async () => ({ status: 'ok', db: 'none' }))
+
+app.patch('/api/balance', { schema: { body: changeBody } }, async (request, reply) => {
+  const { userId, amount } = request.body
+  const balance = balances.get(userId) ?? BOTTOMLESS
+  if (balance + amount < 0) {
+    return await reply.code(409).send({
+      statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict',
+      message: `Insufficient funds: user ${userId} has ${balance}, the change is ${amount}`, userId, balance,
+    })
+  }
+  balances.set(userId, balance + amount)
+  entryId += 1
+  return { userId, balance: balance + amount, amount, entryId }
+})
+
+// Bench control: put a user's balance back before the next burst repetition.
+app.post('/bench/reset', async (request) => {
+  const { userId, balance } = request.body
+  balances.set(userId, balance)
+  return { userId, balance }
+})
+
+app.server.maxConnections = limits.maxConnections
+await app.listen({ port, host, backlog: limits.listenBacklog })
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
+}

@@ -1,0 +1,354 @@
+import { execFile } from 'node:child_process'
+import os from 'node:os'
+import { pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
+import pg from 'pg'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import type { StrategyName } from '../src/config.js'
+import {
+  BURST_USER, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants, journalCount, resetBalance,
+  settledJournalCount, type Fixtures,
+} from './database.js'
+import { burst, load, type BurstOutcome, type LoadOutcome } from './load.js'
+import { parseOptions, usage, type BenchOptions, type ScenarioName } from './options.js'
+import { floorScript, projectRoot, serverScript } from './paths.js'
+import { startChildServer, watchProcess, type ChildServer, type ProcessUsage } from './processes.js'
+import { Progress, formatSeconds } from './progress.js'
+import { writeOutputs, type WrittenFiles } from './report.js'
+import {
+  computeRatios, evaluateGoals, summarise, targetKey,
+  type BenchResult, type RunRecord, type ScenarioResult, type TargetKind,
+} from './results.js'
+
+interface StrategyEnv {
+  strategy: StrategyName
+  db: ThrowawayDatabase
+  service: ChildServer
+  /** A small pool for fixtures, resets and checks (never measured). */
+  admin: pg.Pool
+  fixtures: Fixtures
+}
+
+interface Step {
+  repetition: number
+  scenario: ScenarioName
+  kind: TargetKind
+  strategy?: StrategyName
+  estimateS: number
+}
+
+const SERVICE_LOG_LEVEL = 'warn'
+
+async function build (): Promise<void> {
+  const tsc = `${projectRoot}/node_modules/typescript/bin/tsc`
+  await promisify(execFile)(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: projectRoot })
+}
+
+async function postgresVersion (pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ server_version: string }>('SHOW server_version')
+  return rows[0]?.server_version ?? 'unknown'
+}
+
+async function postgresSettings (pool: pg.Pool): Promise<Record<string, string>> {
+  const names = ['synchronous_commit', 'fsync', 'shared_buffers', 'max_connections', 'wal_level']
+  const { rows } = await pool.query<{ name: string, setting: string, unit: string | null }>(
+    'SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1) ORDER BY name', [names])
+  return Object.fromEntries(rows.map((row) => [row.name, row.unit === '8kB' ? `${Number(row.setting) * 8 / 1024}MB` : row.setting]))
+}
+
+function randomIn (from: number, to: number): () => number {
+  return () => from + Math.floor(Math.random() * (to - from + 1))
+}
+
+async function withPool<T> (url: string, max: number, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: url, max, application_name: 'balance-bench-ceiling' })
+  try {
+    // Open every connection before timing, as a warm service pool would have them.
+    await Promise.all(Array.from({ length: max }, async () => await pool.query('SELECT 1')))
+    return await work(pool)
+  } finally {
+    await pool.end()
+  }
+}
+
+export function burstChecks (outcome: BurstOutcome, count: number): string[] {
+  const failures: string[] = []
+  const half = count / 2
+  if (Object.keys(outcome.errors).length > 0) failures.push(`connection errors ${JSON.stringify(outcome.errors)}`)
+  const statuses = JSON.stringify(outcome.statuses)
+  if (statuses !== JSON.stringify({ 200: half, 409: half })) failures.push(`statuses ${statuses}, expected ${half} × 200 and ${half} × 409`)
+  const codes = JSON.stringify(outcome.codes)
+  if (codes !== JSON.stringify({ INSUFFICIENT_FUNDS: half })) failures.push(`codes ${codes}, expected ${half} × INSUFFICIENT_FUNDS`)
+  return failures
+}
+
+export function loadChecks (outcome: LoadOutcome): string[] {
+  const failures: string[] = []
+  if (outcome.errors > 0) failures.push(`${outcome.errors} connection errors`)
+  if (outcome.timeouts > 0) failures.push(`${outcome.timeouts} timeouts`)
+  if (outcome.non2xx > 0) failures.push(`${outcome.non2xx} non-2xx responses`)
+  if (outcome.ok2xx === 0) failures.push('no 2xx response at all')
+  return failures
+}
+
+function burstFigures (outcome: BurstOutcome, usage?: ProcessUsage): Record<string, number> {
+  return {
+    wallMs: outcome.wallMs,
+    p50Ms: outcome.latencyMs.p50,
+    p99Ms: outcome.latencyMs.p99,
+    maxMs: outcome.latencyMs.max,
+    ...(usage === undefined ? {} : { peakRssMb: usage.peakRssMb, cpuMs: usage.cpuMs }),
+  }
+}
+
+function loadFigures (outcome: { reqPerSec: number, p50Ms: number, p99Ms: number }, responses: number, usage?: ProcessUsage): Record<string, number> {
+  return {
+    reqPerSec: outcome.reqPerSec,
+    p50Ms: outcome.p50Ms,
+    p99Ms: outcome.p99Ms,
+    ...(usage === undefined ? {} : { peakRssMb: usage.peakRssMb, cpuMs: usage.cpuMs, cpuUsPerRequest: responses > 0 ? (usage.cpuMs * 1000) / responses : 0 }),
+  }
+}
+
+/** One measurement of one target; returns its record with every invariant check it ran. */
+async function measure (step: Step, options: BenchOptions, floor: ChildServer | undefined, env: StrategyEnv | undefined): Promise<RunRecord> {
+  const record: RunRecord = { repetition: step.repetition, ok: false, failures: [], figures: {}, detail: {} }
+  const count = options.burst
+  const half = count / 2
+
+  if (step.kind === 'floor') {
+    const server = floor!
+    if (step.scenario === 'burst') {
+      await fetch(`${server.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance: count }) })
+      const watch = await watchProcess(server.pid)
+      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
+      record.figures = burstFigures(outcome, await watch.stop())
+      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
+      record.failures = burstChecks(outcome, count)
+    } else {
+      const pick = step.scenario === 'hot' ? () => 2 : randomIn(2, options.spreadUsers + 1)
+      const watch = await watchProcess(server.pid)
+      const outcome = await load({ url: server.url, connections: options.connections, seconds: options.loadSeconds, body: () => ({ userId: pick(), amount: -1 }) })
+      record.figures = loadFigures(outcome, outcome.responses, await watch.stop())
+      record.detail = { ...outcome }
+      record.failures = loadChecks(outcome)
+    }
+    record.ok = record.failures.length === 0
+    return record
+  }
+
+  const { admin, fixtures, service, strategy, db } = env!
+  await admin.query('VACUUM users')
+  if (step.scenario === 'burst') {
+    await resetBalance(admin, BURST_USER, count)
+    const before = await books(admin, BURST_USER)
+    if (step.kind === 'service') {
+      const watch = await watchProcess(service.pid)
+      const outcome = await burst(`${service.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
+      record.figures = burstFigures(outcome, await watch.stop())
+      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
+      record.failures = burstChecks(outcome, count)
+    } else {
+      const outcome = await withPool(db.url, options.poolSize, async (pool) => await ceilingBurst(pool, strategy, BURST_USER, count))
+      record.figures = burstFigures({ wallMs: outcome.wallMs, latencyMs: outcome.latencyMs, statuses: {}, codes: {}, errors: {} })
+      record.detail = { ...outcome }
+      if (outcome.applied !== half || outcome.insufficient !== half) record.failures.push(`${outcome.applied} applied and ${outcome.insufficient} refused, expected ${half} and ${half}`)
+      if (outcome.other + outcome.errors > 0) record.failures.push(`${outcome.other} unexpected outcomes, ${outcome.errors} errors`)
+    }
+    const after = await books(admin, BURST_USER)
+    record.detail.books = { before, after }
+    if (after.balance !== 0) record.failures.push(`final balance ${after.balance}, expected 0`)
+    if (after.journalSum !== after.balance) record.failures.push(`Σ journal ${after.journalSum} ≠ balance ${after.balance}`)
+    if (after.entries - before.entries !== half) record.failures.push(`${after.entries - before.entries} new journal entries, expected ${half}`)
+  } else {
+    const pick = step.scenario === 'hot' ? () => fixtures.hotUser : randomIn(fixtures.spreadFrom, fixtures.spreadTo)
+    const before = await journalCount(admin)
+    if (step.kind === 'service') {
+      const watch = await watchProcess(service.pid)
+      const outcome = await load({ url: service.url, connections: options.connections, seconds: options.loadSeconds, body: () => ({ userId: pick(), amount: -1 }) })
+      const usage = await watch.stop()
+      const written = await settledJournalCount(admin) - before
+      record.figures = loadFigures(outcome, outcome.responses, usage)
+      record.detail = { ...outcome, journalled: written }
+      record.failures = loadChecks(outcome)
+      // Requests still in flight when autocannon stopped may commit after it counted: at most one per connection.
+      if (written < outcome.ok2xx || written > outcome.ok2xx + options.connections) {
+        record.failures.push(`${written} journal entries for ${outcome.ok2xx} × 2xx`)
+      }
+    } else {
+      const outcome = await withPool(db.url, options.poolSize, async (pool) => await ceilingLoad(pool, strategy, options.connections, options.loadSeconds, pick))
+      const written = await journalCount(admin) - before
+      record.figures = loadFigures(outcome, outcome.applied)
+      record.detail = { ...outcome, journalled: written }
+      if (outcome.errors > 0 || outcome.other > 0) record.failures.push(`${outcome.errors} errors, ${outcome.other} refusals`)
+      if (written !== outcome.applied) record.failures.push(`${written} journal entries for ${outcome.applied} applied changes`)
+    }
+  }
+  record.failures.push(...await globalInvariants(admin))
+  record.ok = record.failures.length === 0
+  return record
+}
+
+function plan (options: BenchOptions): Step[] {
+  const steps: Step[] = []
+  const burstS = (perSecond: number): number => 1 + options.burst / perSecond
+  const loadS = options.loadSeconds + 1.5
+  for (let repetition = 1; repetition <= options.repetitions; repetition += 1) {
+    // Rotate the strategies between repetitions so slow drift in machine load does not always hit the same one.
+    const shift = (repetition - 1) % options.strategies.length
+    const order = [...options.strategies.slice(shift), ...options.strategies.slice(0, shift)]
+    for (const scenario of options.scenarios) {
+      steps.push({ repetition, scenario, kind: 'floor', estimateS: scenario === 'burst' ? burstS(5000) : loadS })
+      for (const strategy of order) {
+        steps.push({ repetition, scenario, kind: 'service', strategy, estimateS: scenario === 'burst' ? burstS(1500) : loadS })
+        steps.push({ repetition, scenario, kind: 'ceiling', strategy, estimateS: scenario === 'burst' ? burstS(2500) : loadS })
+      }
+    }
+  }
+  return steps
+}
+
+function describe (step: Step, options: BenchOptions): string {
+  const what = step.kind === 'floor' ? 'HTTP floor' : `${step.kind} ${step.strategy!}`
+  const size = step.scenario === 'burst' ? `${options.burst} requests` : `${options.loadSeconds} s`
+  return `rep ${step.repetition}/${options.repetitions} · ${step.scenario} (${size}) · ${what}`
+}
+
+export interface BenchRun {
+  result: BenchResult
+  files: WrittenFiles
+}
+
+export async function runBench (options: BenchOptions): Promise<BenchRun> {
+  const log = options.log
+  const startedAt = new Date()
+  if (options.build) {
+    log('bench: building (tsc -p tsconfig.build.json)')
+    await build()
+  }
+  const environments: StrategyEnv[] = []
+  let floor: ChildServer | undefined
+  try {
+    log(`bench: PostgreSQL ${options.databaseUrl === undefined ? 'embedded (DATABASE_URL unset)' : 'from DATABASE_URL'}; pool ${options.poolSize}; strategies ${options.strategies.join(', ')}; scenarios ${options.scenarios.join(', ')}`)
+    floor = await startChildServer('HTTP floor', floorScript, { LOG_LEVEL: SERVICE_LOG_LEVEL })
+    for (const strategy of options.strategies) {
+      const db = await createThrowawayDatabase(`bench_${strategy}`, options.databaseUrl)
+      const admin = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' })
+      let service: ChildServer
+      try {
+        service = await startChildServer(`service (${strategy})`, serverScript, {
+          DATABASE_URL: db.url, BALANCE_STRATEGY: strategy, DB_POOL_MAX: String(options.poolSize), LOG_LEVEL: SERVICE_LOG_LEVEL,
+        })
+      } catch (error) {
+        await admin.end()
+        await db.drop()
+        throw error
+      }
+      const env: StrategyEnv = { strategy, db, service, admin, fixtures: { hotUser: 0, spreadFrom: 0, spreadTo: 0 } }
+      environments.push(env)
+      env.fixtures = await createFixtures(admin, options.spreadUsers)
+      log(`bench: ${strategy}: service pid ${service.pid} on ${db.name}, ${options.spreadUsers} spread users + hot user ${env.fixtures.hotUser}`)
+    }
+
+    // Warm every server's JIT and connections with unmeasured load; the journal checks still apply afterwards.
+    for (const server of [floor, ...environments.map((env) => env.service)]) {
+      const env = environments.find((e) => e.service === server)
+      const hot = env?.fixtures.hotUser ?? 2
+      await load({ url: server.url, connections: options.connections, seconds: options.warmupSeconds, body: () => ({ userId: hot, amount: -1 }) })
+    }
+    await Promise.all(environments.map(async (env) => await settledJournalCount(env.admin)))
+
+    const result: BenchResult = {
+      schema: 'balance-api-bench/1',
+      startedAt: startedAt.toISOString(),
+      finishedAt: '',
+      command: ['npm run bench --', ...process.argv.slice(2).filter((arg) => arg !== '--no-build')].join(' ').replace(/ --$/, ''),
+      ok: false,
+      failures: [],
+      machine: {
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        cores: os.cpus().length,
+        memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+        os: `${os.type()} ${os.release()} ${os.arch()}`,
+        node: process.version,
+        postgres: await postgresVersion(environments[0]!.admin),
+        postgresSettings: await postgresSettings(environments[0]!.admin),
+        database: options.databaseUrl === undefined ? 'embedded' : 'external',
+        loadAverageAtStart: os.loadavg().map((value) => Math.round(value * 100) / 100),
+        loadAverageAtEnd: [],
+      },
+      settings: {
+        quick: options.quick,
+        strategies: options.strategies,
+        scenarios: options.scenarios,
+        repetitions: options.repetitions,
+        burstRequests: options.burst,
+        loadSeconds: options.loadSeconds,
+        warmupSeconds: options.warmupSeconds,
+        connections: options.connections,
+        ceilingWorkers: options.connections,
+        spreadUsers: options.spreadUsers,
+        poolSize: options.poolSize,
+      },
+      scenarios: {},
+      goals: [],
+    }
+    for (const scenario of options.scenarios) {
+      result.scenarios[scenario] = { name: scenario, metric: scenario === 'burst' ? 'wallMs' : 'reqPerSec', targets: {}, ratios: {} }
+    }
+
+    const steps = plan(options)
+    const progress = new Progress(steps.map((step) => step.estimateS), log)
+    for (const step of steps) {
+      progress.step(describe(step, options))
+      const env = environments.find((e) => e.strategy === step.strategy)
+      const record = await measure(step, options, floor, env)
+      const scenario = result.scenarios[step.scenario]!
+      const key = targetKey(step.kind, step.strategy)
+      const target = scenario.targets[key] ??= { kind: step.kind, ...(step.strategy === undefined ? {} : { strategy: step.strategy }), runs: [], status: 'ok', summary: {} }
+      target.runs.push(record)
+      const headline = scenario.metric === 'wallMs' ? `${Math.round(record.figures.wallMs ?? NaN)} ms` : `${Math.round(record.figures.reqPerSec ?? NaN)} req/s`
+      log(record.ok ? `        ${headline}` : `        FAILED: ${record.failures.join('; ')}`)
+      if (!record.ok) result.failures.push(`${step.scenario} ${key} rep ${step.repetition}: ${record.failures.join('; ')}`)
+    }
+
+    for (const scenario of Object.values(result.scenarios)) {
+      for (const target of Object.values(scenario.targets)) summarise(target)
+      computeRatios(scenario, options.strategies)
+    }
+    result.goals = evaluateGoals(result)
+    result.ok = result.failures.length === 0
+    result.machine.loadAverageAtEnd = os.loadavg().map((value) => Math.round(value * 100) / 100)
+    result.finishedAt = new Date().toISOString()
+    const files = await writeOutputs(result, options.outDir, options.readme)
+    log(`bench: ${result.ok ? 'all checks passed' : `${result.failures.length} FAILED measurement(s)`} in ${formatSeconds((Date.now() - startedAt.getTime()) / 1000)}; ${files.report}`)
+    return { result, files }
+  } finally {
+    await floor?.stop()
+    for (const env of environments) {
+      await env.service.stop()
+      await env.admin.end()
+      await env.db.drop()
+    }
+  }
+}
+
+async function main (): Promise<void> {
+  let options: BenchOptions
+  try {
+    options = parseOptions(process.argv.slice(2))
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : error)
+    if (!(error instanceof Error && error.message === usage)) console.error(usage)
+    process.exit(2)
+  }
+  const { result } = await runBench(options)
+  process.exit(result.ok ? 0 : 1)
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    console.error(error)
+    process.exit(1)
+  })
+}
