@@ -56,6 +56,15 @@ function change (port: number, agent: http.Agent): Promise<Outcome> {
   })
 }
 
+/**
+ * The environment a user would start the server with: without the test runner's loader and coverage hooks
+ * (NODE_OPTIONS, NODE_V8_COVERAGE, TAP*), which otherwise follow the child and change how it exits.
+ */
+function userEnvironment (): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) =>
+    key !== 'NODE_OPTIONS' && key !== 'NODE_V8_COVERAGE' && !/^_?TAP/i.test(key)))
+}
+
 interface Server {
   child: ChildProcessByStdio<null, Readable, Readable>
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
@@ -66,7 +75,7 @@ interface Server {
 async function startServer (t: Test, env: Record<string, string>): Promise<Server> {
   const child = spawn(process.execPath, ['dist/src/server.js'], {
     cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
+    env: { ...userEnvironment(), HOST: '127.0.0.1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
