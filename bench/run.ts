@@ -60,8 +60,18 @@ function randomIn (from: number, to: number): () => number {
   return () => from + Math.floor(Math.random() * (to - from + 1))
 }
 
+/**
+ * An idle pooled client that loses its connection (a terminated backend, a dropped database) makes pg.Pool emit
+ * 'error'; with no listener that is an uncaught exception that kills the whole bench. The pool already discards
+ * that client, and the next query opens a new one.
+ */
+function ignoreIdleErrors (pool: pg.Pool): pg.Pool {
+  pool.on('error', (error) => { process.stderr.write(`bench: an idle database connection was lost (${error.message}); the pool replaces it\n`) })
+  return pool
+}
+
 async function withPool<T> (url: string, max: number, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = new pg.Pool({ connectionString: url, max, application_name: 'balance-bench-ceiling' })
+  const pool = ignoreIdleErrors(new pg.Pool({ connectionString: url, max, application_name: 'balance-bench-ceiling' }))
   try {
     // Open every connection before timing, as a warm service pool would have them.
     await Promise.all(Array.from({ length: max }, async () => await pool.query('SELECT 1')))
@@ -233,7 +243,7 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
     floor = await startChildServer('HTTP floor', floorScript, { LOG_LEVEL: SERVICE_LOG_LEVEL })
     for (const strategy of options.strategies) {
       const db = await createThrowawayDatabase(`bench_${strategy}`, options.databaseUrl)
-      const admin = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' })
+      const admin = ignoreIdleErrors(new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' }))
       let service: ChildServer
       try {
         service = await startChildServer(`service (${strategy})`, serverScript, {
