@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
+import { clientErrorHandler } from './client-error.js'
 import { limits } from './limits.js'
 import { QuietRequestLogController } from './log-controller.js'
 import configPlugin from './plugins/config.js'
@@ -35,6 +36,8 @@ export async function buildApp (config: Config): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     logController: new QuietRequestLogController(),
+    // Refusals before a request exists (unparsable HTTP, headers too large) get a `code` like every other error.
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // JSON only: a text/plain body is refused with 415 instead of being parsed as a string.
