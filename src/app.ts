@@ -14,6 +14,7 @@ import balanceService from './plugins/balance-service.js'
 import healthRoutes from './routes/health.js'
 import balanceRoutes from './routes/balance.js'
 import userRoutes from './routes/users.js'
+import transferRoutes from './routes/transfers.js'
 import { ErrorResponse } from './schemas/common.js'
 
 function loggerOptions (config: Config): FastifyServerOptions['logger'] {
@@ -54,6 +55,7 @@ export async function buildApp (config: Config): Promise<FastifyInstance> {
   await app.register(healthRoutes, { prefix: '/api' })
   await app.register(balanceRoutes, { prefix: '/api' })
   await app.register(userRoutes, { prefix: '/api' })
+  await app.register(transferRoutes, { prefix: '/api' })
 
   await app.ready()
   return app

@@ -32,6 +32,12 @@ export const EnvSchema = Type.Object({
   BALANCE_STRATEGY: Type.Union([Type.Literal('advisory'), Type.Literal('atomic'), Type.Literal('row-lock')], {
     default: 'advisory',
   }),
+  IDEMPOTENCY_TTL_HOURS: Type.Integer({
+    minimum: 1,
+    maximum: 8760,
+    default: 24,
+    description: 'Idempotency keys are kept at least this long (then forgotten: the same key runs as new)',
+  }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     { default: 'info' },

@@ -2,10 +2,12 @@ import type { Migration } from '../types.js'
 import { createUsersAndJournal } from './0001-create-users-and-journal.js'
 import { advisoryChangeFunction } from './0002-advisory-change-function.js'
 import { rowLockChangeFunction } from './0003-row-lock-change-function.js'
+import { ledger } from './0004-ledger.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
   createUsersAndJournal,
   advisoryChangeFunction,
   rowLockChangeFunction,
+  ledger,
 ]

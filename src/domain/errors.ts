@@ -4,6 +4,8 @@
  */
 export abstract class DomainError extends Error {
   abstract readonly code: string
+  /** True when this outcome was not decided now but replayed from an idempotency key's stored outcome. */
+  replayed = false
 }
 
 export class UserNotFoundError extends DomainError {
@@ -24,6 +26,30 @@ export class BalanceLimitExceededError extends DomainError {
   readonly code = 'BALANCE_LIMIT_EXCEEDED'
   constructor (readonly userId: number, readonly balance: number, readonly amount: number) {
     super(`Balance limit exceeded: user ${userId} has ${balance}, adding ${amount} would pass ${Number.MAX_SAFE_INTEGER}`)
+  }
+}
+
+/** An Idempotency-Key came back with a different request (another body, or another route). */
+export class IdempotencyKeyReusedError extends DomainError {
+  readonly code = 'IDEMPOTENCY_KEY_REUSED'
+  constructor () {
+    super('This Idempotency-Key was already used for a different request; use a new key for a new request')
+  }
+}
+
+/** A transfer names the same user on both sides: refused before anything is read or written. */
+export class SameUserTransferError extends DomainError {
+  readonly code = 'SAME_USER_TRANSFER'
+  constructor (readonly userId: number) {
+    super(`A transfer needs two different users; both sides are user ${userId}`)
+  }
+}
+
+/** A `before` cursor that this service did not issue. */
+export class InvalidCursorError extends DomainError {
+  readonly code = 'INVALID_CURSOR'
+  constructor () {
+    super('querystring/before is not a cursor from a previous page (use nextCursor as given)')
   }
 }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { BalanceService } from '../services/balance-service.js'
+import { Idempotency } from '../services/idempotency.js'
 import { createStrategy } from '../strategies/index.js'
 
 declare module 'fastify' {
@@ -8,9 +9,9 @@ declare module 'fastify' {
   }
 }
 
-/** The balance service, with the strategy named by BALANCE_STRATEGY. */
+/** The balance service, with the strategy named by BALANCE_STRATEGY and keys kept IDEMPOTENCY_TTL_HOURS. */
 export default fp(async function balanceService (fastify) {
   const strategy = createStrategy(fastify.config.BALANCE_STRATEGY, fastify.sequelize)
-  fastify.decorate('balanceService', new BalanceService(fastify.sequelize, fastify.models, strategy))
+  fastify.decorate('balanceService', new BalanceService(fastify.sequelize, fastify.models, strategy, new Idempotency(fastify.config.IDEMPOTENCY_TTL_HOURS)))
   fastify.log.info({ strategy: strategy.name }, 'balance strategy selected')
 }, { name: 'balance-service', dependencies: ['config', 'database', 'migrations'] })

@@ -12,7 +12,8 @@ declare module 'fastify' {
   }
 }
 
-const EMBEDDED_DATABASE = 'balance'
+/** The database the service uses inside an embedded cluster (also what `npm run verify` checks there). */
+export const EMBEDDED_DATABASE = 'balance'
 const POOL_IDLE_MS = 10_000
 const QUERY_TIMEOUT_SLACK_MS = 2_000
 

@@ -5,6 +5,8 @@ import { BalanceLimitExceededError, DomainError, InsufficientFundsError } from '
 
 /** The one table from domain error codes to HTTP statuses. */
 const STATUS_BY_CODE: Record<string, number> = {
+  SAME_USER_TRANSFER: 400,
+  INVALID_CURSOR: 400,
   USER_NOT_FOUND: 404,
   INSUFFICIENT_FUNDS: 409,
   BALANCE_LIMIT_EXCEEDED: 409,
@@ -31,6 +33,7 @@ export default fp(async function errorHandler (fastify) {
         payload.balance = error.balance
       }
       if (statusCode >= 500) request.log.warn({ err: error.cause ?? error }, error.message)
+      if (error.replayed) void reply.header('Idempotent-Replayed', 'true')
       return await reply.code(statusCode).send(payload)
     }
     const statusCode = error.statusCode ?? 500

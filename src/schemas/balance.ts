@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, BalanceConflictResponse, UserId, commonErrors, errorRef } from './common.js'
+import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, commonErrors, errorRef } from './common.js'
 
 export const ChangeBody = Type.Object({
   userId: UserId,
@@ -23,14 +23,16 @@ export const ChangeResponse = Type.Object({
 export const changeBalanceSchema = {
   summary: 'Change a balance',
   description: 'Adds `amount` (negative to take money out) to a user\'s balance, atomically, writing one journal entry. ' +
-    'A balance never goes below 0 or above 2^53 − 1.',
+    'A balance never goes below 0 or above 2^53 − 1. With an `Idempotency-Key`, a retry replays the first answer.',
   tags: ['balance'],
+  headers: IdempotencyHeaders,
   body: ChangeBody,
   response: {
     200: ChangeResponse,
     400: errorRef,
     404: errorRef,
     409: BalanceConflictResponse,
+    422: errorRef,
     ...commonErrors,
   },
 }

@@ -25,6 +25,21 @@ export const BalanceConflictResponse = Type.Object({
   balance: Balance,
 }, { description: 'The change would take the balance out of [0, 2^53 − 1]; nothing changed' })
 
+/**
+ * The optional `Idempotency-Key` request header of every write: 1–255 printable ASCII characters (space to `~`),
+ * after the IETF draft "The Idempotency-Key HTTP Header Field". Header names arrive lower-cased.
+ */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: 255,
+    pattern: '^[\\x20-\\x7E]+$',
+    description: 'Makes the write safe to retry: the same key with the same body replays the first answer ' +
+      '(with `Idempotent-Replayed: true`) and changes nothing; with a different body it is a 422 IDEMPOTENCY_KEY_REUSED.',
+    examples: ['3f0c6d1e-order-1234'],
+  })),
+})
+
 const errorRef = Type.Ref('ErrorResponse')
 
 /** The error responses every route can give, for its schema's `response` map. */

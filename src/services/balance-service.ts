@@ -1,9 +1,14 @@
 import type { Sequelize } from 'sequelize'
-import { BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, UserNotFoundError } from '../domain/errors.js'
+import {
+  BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
+} from '../domain/errors.js'
+import { decodeCursor, encodeCursor } from '../domain/cursor.js'
 import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
+import { createUser, historyPage, type JournalEntryView } from '../db/ledger.js'
 import type { defineModels } from '../db/models.js'
-import type { BalanceStrategy, ChangeRequest } from '../strategies/types.js'
+import type { BalanceStrategy, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
+import type { Answer, Idempotency } from './idempotency.js'
 
 export interface AppliedChange {
   userId: number
@@ -19,29 +24,87 @@ export interface UserView {
   updatedAt: Date
 }
 
+export interface AppliedTransfer {
+  transferId: string
+  from: { userId: number, balance: number }
+  to: { userId: number, balance: number }
+}
+
+export interface HistoryPage {
+  items: JournalEntryView[]
+  /** The cursor of the next (older) page; null when this page reaches the oldest entry. */
+  nextCursor: string | null
+}
+
+function renderChange (request: ChangeRequest, result: ChangeOutcome): AppliedChange {
+  switch (result.outcome) {
+    case 'applied':
+      return { userId: request.userId, balance: result.balance, amount: request.amount, entryId: result.entryId }
+    case 'insufficient_funds':
+      throw new InsufficientFundsError(request.userId, result.balance, request.amount)
+    case 'balance_limit_exceeded':
+      throw new BalanceLimitExceededError(request.userId, result.balance, request.amount)
+    case 'user_not_found':
+      throw new UserNotFoundError(request.userId)
+  }
+}
+
+function renderTransfer (request: TransferRequest, result: TransferOutcome): AppliedTransfer {
+  switch (result.outcome) {
+    case 'applied':
+      return {
+        transferId: result.transferId,
+        from: { userId: result.from.userId, balance: result.from.balance },
+        to: { userId: result.to.userId, balance: result.to.balance },
+      }
+    case 'insufficient_funds':
+      // The sender's side of the transfer is a change of -amount: the message reads like a PATCH refusal.
+      throw new InsufficientFundsError(result.userId, result.balance, -request.amount)
+    case 'balance_limit_exceeded':
+      throw new BalanceLimitExceededError(result.userId, result.balance, request.amount)
+    case 'user_not_found':
+      throw new UserNotFoundError(result.userId)
+  }
+}
+
 /**
- * The one interface routes use: change, read, health. It picks nothing itself: the strategy is given.
- * Refused outcomes become typed domain errors; a lost database becomes DatabaseUnavailableError.
+ * The one interface routes use: change, transfer, create, read, health. It picks nothing itself: the strategy and
+ * the idempotency settings are given. Refused outcomes become typed domain errors; a lost database becomes
+ * DatabaseUnavailableError.
  */
 export class BalanceService {
   constructor (
     private readonly sequelize: Sequelize,
     private readonly models: ReturnType<typeof defineModels>,
     readonly strategy: BalanceStrategy,
+    private readonly idempotency: Idempotency,
   ) {}
 
+  /** The keyless hot path: exactly the strategy's one statement. */
   async change (request: ChangeRequest): Promise<AppliedChange> {
     const result = await this.guard(async () => await this.strategy.change(request))
-    switch (result.outcome) {
-      case 'applied':
-        return { userId: request.userId, balance: result.balance, amount: request.amount, entryId: result.entryId }
-      case 'insufficient_funds':
-        throw new InsufficientFundsError(request.userId, result.balance, request.amount)
-      case 'balance_limit_exceeded':
-        throw new BalanceLimitExceededError(request.userId, result.balance, request.amount)
-      case 'user_not_found':
-        throw new UserNotFoundError(request.userId)
-    }
+    return renderChange(request, result)
+  }
+
+  /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
+  async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
+    const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
+    const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim))
+    return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
+  }
+
+  async transfer (request: TransferRequest, key?: string): Promise<Answer<AppliedTransfer>> {
+    // Refused before the database: bad input changes nothing and is never kept under a key.
+    if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
+    const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
+    const keyed = await this.guard(async () => await this.strategy.transfer(request, claim))
+    return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
+  }
+
+  async createUser (request: { balance: number }, key?: string): Promise<Answer<UserView>> {
+    const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
+    const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim))
+    return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))
   }
 
   async getUser (id: number): Promise<UserView> {
@@ -53,6 +116,17 @@ export class BalanceService {
       createdAt: user.createdAt,
       updatedAt: user.updatedAt,
     }
+  }
+
+  /** One page of a user's journal, newest first; `before` is a previous page's nextCursor. */
+  async history (userId: number, page: { limit: number, before?: string }): Promise<HistoryPage> {
+    const beforeId = page.before === undefined ? undefined : decodeCursor(page.before)
+    // One row more than asked tells whether an older page exists, without a count.
+    const rows = await this.guard(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1))
+    if (rows === null) throw new UserNotFoundError(userId)
+    const items = rows.slice(0, page.limit)
+    const last = items.at(-1)
+    return { items, nextCursor: rows.length > page.limit && last !== undefined ? encodeCursor(last.id) : null }
   }
 
   /** True when PostgreSQL answers a trivial query. */

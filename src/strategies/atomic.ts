@@ -1,6 +1,7 @@
 import { QueryTypes, type Sequelize } from 'sequelize'
 import { MAX_BALANCE, MIN_BALANCE, toSafeInteger } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
+import { ledgerMethods } from './keyed.js'
 import type { BalanceStrategy, ChangeOutcome } from './types.js'
 
 /**
@@ -23,6 +24,11 @@ export const ATOMIC_CHANGE_SQL = `
 
 export const ATOMIC_READ_BALANCE_SQL = 'SELECT balance FROM users WHERE id = $1'
 
+/** The keyed change (db/migrations/0004): claim the key, run balance_change_atomic(), store the outcome; one round trip. */
+export const ATOMIC_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_atomic_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
+/** A transfer, keyed or not (db/migrations/0004). */
+export const ATOMIC_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_transfer_atomic($1, $2, $3, $4, $5, $6, $7, $8, $9)'
+
 export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
   async function explainRefusal (userId: number, amount: number): Promise<ChangeOutcome> {
     const rows = await sequelize.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, { bind: [userId], type: QueryTypes.SELECT, raw: true })
@@ -34,6 +40,7 @@ export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
 
   return {
     name: 'atomic',
+    ...ledgerMethods(sequelize, { changeKeyedSql: ATOMIC_CHANGE_KEYED_SQL, transferSql: ATOMIC_TRANSFER_SQL }),
     async change ({ userId, amount }) {
       const rows = await sequelize.query<OutcomeRow>(ATOMIC_CHANGE_SQL, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
       return rows[0] === undefined ? await explainRefusal(userId, amount) : toChangeOutcome(rows[0])

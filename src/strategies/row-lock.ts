@@ -1,6 +1,7 @@
 import { QueryTypes, type Sequelize } from 'sequelize'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
+import { ledgerMethods } from './keyed.js'
 import type { BalanceStrategy } from './types.js'
 
 /**
@@ -10,9 +11,15 @@ import type { BalanceStrategy } from './types.js'
 /** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
 export const ROW_LOCK_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)'
 
+/** The keyed change (db/migrations/0004): claim the key, run balance_change_row_lock(), store the outcome; one round trip. */
+export const ROW_LOCK_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_row_lock_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
+/** A transfer, keyed or not (db/migrations/0004). */
+export const ROW_LOCK_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_transfer_row_lock($1, $2, $3, $4, $5, $6, $7, $8, $9)'
+
 export function rowLockStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'row-lock',
+    ...ledgerMethods(sequelize, { changeKeyedSql: ROW_LOCK_CHANGE_KEYED_SQL, transferSql: ROW_LOCK_TRANSFER_SQL }),
     async change ({ userId, amount }) {
       const rows = await sequelize.query<OutcomeRow>(
         ROW_LOCK_CHANGE_SQL,

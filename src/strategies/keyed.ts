@@ -1,0 +1,36 @@
+import { QueryTypes, type Sequelize } from 'sequelize'
+import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
+import { changeFromJson, claimBinds, toKeyed, transferFromJson, type KeyedRow } from './outcome.js'
+import type { ChangeRequest, IdempotencyClaim, Keyed, ChangeOutcome, TransferOutcome, TransferRequest } from './types.js'
+
+/**
+ * The SQL of the keyed change and of the transfer, per strategy. Every strategy calls its own functions from
+ * db/migrations/0004 the same way, so the calling code lives here once; what differs (the locking) lives in the SQL.
+ */
+export interface LedgerFunctions {
+  /** Binds [userId, amount, MIN_BALANCE, MAX_BALANCE, key, fingerprint, ttlSeconds, purgeLimit]. */
+  changeKeyedSql: string
+  /** Binds [fromUserId, toUserId, amount, MIN_BALANCE, MAX_BALANCE, key, fingerprint, ttlSeconds, purgeLimit] (key… NULL: no key). */
+  transferSql: string
+}
+
+async function runKeyed<T> (sequelize: Sequelize, sql: string, bind: unknown[], parse: (json: unknown) => T): Promise<Keyed<T>> {
+  const rows = await sequelize.query<KeyedRow>(sql, { bind, type: QueryTypes.SELECT, raw: true })
+  return toKeyed(rows[0], parse)
+}
+
+export function ledgerMethods (sequelize: Sequelize, functions: LedgerFunctions): {
+  changeKeyed: (request: ChangeRequest, claim: IdempotencyClaim) => Promise<Keyed<ChangeOutcome>>
+  transfer: (request: TransferRequest, claim?: IdempotencyClaim) => Promise<Keyed<TransferOutcome>>
+} {
+  return {
+    async changeKeyed ({ userId, amount }, claim) {
+      return await runKeyed(sequelize, functions.changeKeyedSql,
+        [userId, amount, MIN_BALANCE, MAX_BALANCE, ...claimBinds(claim)], changeFromJson)
+    },
+    async transfer ({ fromUserId, toUserId, amount }, claim) {
+      return await runKeyed(sequelize, functions.transferSql,
+        [fromUserId, toUserId, amount, MIN_BALANCE, MAX_BALANCE, ...claimBinds(claim)], transferFromJson)
+    },
+  }
+}
