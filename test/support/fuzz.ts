@@ -105,7 +105,7 @@ export function bodyText (fields: BodyField[]): fc.Arbitrary<string> {
     return `{${pairs.map(([key, value]) => `${key}:${value}`).join(',')}}`
   })
   return fc.oneof(
-    { weight: 3, arbitrary: validObject },
+    { weight: 7, arbitrary: validObject },
     { weight: 6, arbitrary: nearValid },
     { weight: 1, arbitrary: valueToken },
     { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value)) },
@@ -120,7 +120,7 @@ export function bodyText (fields: BodyField[]): fc.Arbitrary<string> {
 
 /** Content types: JSON most of the time, and every near miss. */
 export const contentType: fc.Arbitrary<string | undefined> = fc.oneof(
-  { weight: 8, arbitrary: fc.constant('application/json') },
+  { weight: 12, arbitrary: fc.constant('application/json') },
   { weight: 3, arbitrary: fc.constantFrom(undefined, 'application/json; charset=utf-8', 'application/json; charset=utf-16', 'application/json;charset=latin1',
     'APPLICATION/JSON', 'application/jsonx', 'application/merge-patch+json', 'application/problem+json', 'text/plain', 'text/json',
     'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', '*/*', '', ';', 'application/json, text/plain',
@@ -151,7 +151,7 @@ export const extraHeaders: fc.Arbitrary<Array<[string, string]>> = fc.array(fc.t
 
 /** Idempotency-Key values: valid, at and past the 1..255 printable-ASCII bounds, unicode, control bytes. */
 export const idempotencyKey: fc.Arbitrary<string | undefined> = fc.oneof(
-  { weight: 3, arbitrary: fc.constant(undefined) },
+  { weight: 5, arbitrary: fc.constant(undefined) },
   { weight: 3, arbitrary: fc.stringMatching(/^[\x21-\x7e]{1,64}$/) },
   { weight: 2, arbitrary: fc.constantFrom('', ' ', '  x  ', 'a'.repeat(255), 'a'.repeat(256), 'a'.repeat(4000), 'ключ', 'key\u0000', 'key\u007f', 'ké', '\t',
     '"quoted"', 'a, b', '../../etc/passwd', "'; DROP TABLE users; --", '%00', 'null', '0') },
@@ -167,7 +167,7 @@ export function methodFor (own: string): fc.Arbitrary<string> {
 
 /** Path: the route's own most of the time, else near misses (trailing slash, case, query junk, encoding). */
 export function pathFor (own: string): fc.Arbitrary<string> {
-  return fc.oneof({ weight: 8, arbitrary: fc.constant(own) },
+  return fc.oneof({ weight: 12, arbitrary: fc.constant(own) },
     { weight: 1, arbitrary: fc.constantFrom(`${own}/`, own.toUpperCase(), `/${own}`, `${own}?x=1`, `${own}?userId=2&amount=9`, `${own}%00`, `${own}/..`,
       `${own}?${'q'.repeat(5000)}`, own.replace('/api', '/api/'), `${own}#frag`, `${own};x`, '*', own.replace(/\/[^/]*$/, '/%zz')) },
     { weight: 1, arbitrary: fc.string({ unit: 'grapheme-ascii', maxLength: 20 }).map((suffix) => own + encodeURIComponent(suffix)) })
