@@ -14,6 +14,8 @@ t.test('defaults', async (t) => {
     BALANCE_STRATEGY: 'advisory',
     LOG_LEVEL: 'info',
     LOG_PRETTY: false,
+    // From the ledger branch (Idempotency-Key retention), merged here.
+    IDEMPOTENCY_TTL_HOURS: 24,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
 })

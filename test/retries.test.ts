@@ -62,8 +62,8 @@ for (const strategy of strategies) {
     const admin = await connect(db.url)
     t.teardown(async () => { await admin.end() })
 
-    // 300 logical operations over users 1..4: deposits, withdrawals (some refused), transfers both ways.
-    const operations = Array.from({ length: 300 }, (_, index): Operation => {
+    // 180 logical operations over users 1..4: deposits, withdrawals (some refused), transfers both ways.
+    const operations = Array.from({ length: 180 }, (_, index): Operation => {
       const key = `${strategy}-op-${index}`
       const user = (index % 4) + 1
       const other = ((index + 1 + (index % 3)) % 4) + 1
