@@ -4,6 +4,8 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { build, sql, testConfig } from './helper.js'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
 import { newUser, request } from './support/ledger.js'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
 import { VERIFY_ERROR, VERIFY_OK, VERIFY_VIOLATIONS, runningEmbeddedUrl, verifyBooks } from '../src/verify-books.js'
@@ -112,4 +114,22 @@ t.test('the books checker', async (t) => {
     await writeFile(path.join(dir, 'postmaster.pid'), `123\n/data\n0\n${await freePort()}\n`)
     t.equal(await runningEmbeddedUrl(dir), undefined, 'nothing listens there: a stale pid file')
   })
+})
+
+t.test('npm run verify on the embedded PGDATA_DIR: finds the running service\'s cluster, or starts one itself', async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'balance-verify-pg-'))
+  t.teardown(async () => { await rm(dataDir, { recursive: true, force: true }) })
+  const config = loadConfig({ PGDATA_DIR: dataDir, LOG_LEVEL: 'silent' }, false)
+  const out: string[] = []
+  const print = (text: string): void => { out.push(text) }
+  const app = await buildApp(config)
+  try {
+    t.match(await runningEmbeddedUrl(dataDir), /^postgres:\/\/postgres@127\.0\.0\.1:\d+\/balance$/, 'the service\'s cluster, by its pid file')
+    t.equal(await verifyBooks(config, print), VERIFY_OK, 'while the service runs')
+  } finally {
+    await app.close()
+  }
+  t.equal(await runningEmbeddedUrl(dataDir), undefined, 'stopped with the service')
+  t.equal(await verifyBooks(config, print), VERIFY_OK, 'after it stopped: verify starts the cluster itself')
+  t.same(out, Array(2).fill('books: 1 users, 1 journal entries, 0 transfers, 0 idempotency keys\nOK: all 6 checks pass'))
 })

@@ -9,6 +9,7 @@ import type { BalanceStrategy } from './types.js'
  * balance_change_advisory() (db/migrations/0002), called as one autocommit statement. Raw SQL through Sequelize
  * here because one round trip is the whole lock window; the same steps as separate ORM calls in a managed
  * transaction take five round trips while the lock is held (see bench/REPORT.md).
+ * A transfer (balance_transfer_advisory, db/migrations/0004) takes both users' advisory locks in ascending id order.
  */
 /** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
 export const ADVISORY_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_advisory($1, $2, $3, $4)'

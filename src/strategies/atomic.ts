@@ -8,6 +8,8 @@ import type { BalanceStrategy, ChangeOutcome } from './types.js'
  * One conditional UPDATE whose RETURNING feeds the journal INSERT: a single statement, so a single implicit
  * transaction. The row lock the UPDATE takes is held only for that statement and its commit.
  * When the WHERE refuses, a second read (outside any lock) says why: no user, or which bound was hit.
+ * A transfer (balance_transfer_atomic, db/migrations/0004) makes two conditional UPDATEs in ascending id order,
+ * undoing the first through a savepoint when the second refuses.
  */
 /** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
 export const ATOMIC_CHANGE_SQL = `

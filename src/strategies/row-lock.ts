@@ -7,6 +7,7 @@ import type { BalanceStrategy } from './types.js'
 /**
  * `row-lock`: SELECT … FOR UPDATE, check, write, journal, inside balance_change_row_lock() (db/migrations/0003),
  * one autocommit statement, so the row lock is held for a single round trip (raw SQL for the same reason as advisory).
+ * A transfer (balance_transfer_row_lock, db/migrations/0004) locks both rows FOR UPDATE in ascending id order.
  */
 /** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
 export const ROW_LOCK_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)'
