@@ -92,6 +92,7 @@ export interface SoakSummary {
 }
 
 const MAX_ATTEMPTS = 30
+const CLIENT_TIMEOUT_MS = 30_000
 const SNAPSHOT_EVERY_MS = 2000
 const VIOLATION_SAMPLES = 50
 
@@ -145,14 +146,17 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
           BALANCE_STRATEGY: options.strategy,
           LOG_LEVEL: 'error',
           DB_POOL_MAX: '8',
+          // Every server-side wait is bounded well under the client's timeout (CLIENT_TIMEOUT_MS), so a client
+          // timeout can only mean a real hang: acquire 5 s + statement 5 s + the driver's 2 s slack < 30 s.
           DB_CONNECT_TIMEOUT_MS: '2000',
-          DB_ACQUIRE_TIMEOUT_MS: '10000',
+          DB_ACQUIRE_TIMEOUT_MS: '5000',
+          DB_STATEMENT_TIMEOUT_MS: '5000',
           ...options.serverEnv,
         },
       }))
     }
     await Promise.all(instances.map(async (instance) => { await instance.start() }))
-    for (const instance of instances) clients.push(new HttpClient(instance.url, options.clients + options.readers + 8))
+    for (const instance of instances) clients.push(new HttpClient(instance.url, options.clients + options.readers + 8, CLIENT_TIMEOUT_MS))
     // The soak's own connections are not the service's: a stray error on one is logged, not a crash.
     admin.on('error', (error) => { options.log(`soak-checker connection error: ${error.message}`) })
     await admin.connect()

@@ -17,7 +17,7 @@ import { checkChanges, runLoad, send, sleep, waitFor, type Tally } from './suppo
  */
 interface Change { userId: number, amount: number }
 
-const CLIENT_TIMEOUT_MS = 15_000
+const CLIENT_TIMEOUT_MS = 30_000
 
 // One database held for the whole file keeps the throwaway server (embedded when DATABASE_URL is unset) up between
 // tests, instead of a new cluster per test.

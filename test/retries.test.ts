@@ -14,7 +14,7 @@ import { startTcpProxy } from './support/tcp-proxy.js'
  * for a 2xx, never for a 409), however many 503s came before. And the ambiguous case made on purpose: the reply to
  * a committed change is lost on its way back; the service says 503, the retry with the same key finds the result.
  */
-const CLIENT_TIMEOUT_MS = 15_000
+const CLIENT_TIMEOUT_MS = 30_000
 const MAX_ATTEMPTS = 40
 
 interface Operation {
