@@ -20,7 +20,7 @@ interface Soak {
   operations: { logical: number, byKind: Record<string, number>, acknowledged: number, refused: number, ambiguousAttempts: number, resolvedByRetry: number, replayedAfterAmbiguity: number, unknownReconciled: number, perSecond: number }
   reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
   http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
-  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number }
+  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
   snapshots: { checks: number, mismatches: number }
   books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
   totals: { initial: number, expected: number, actual: number }
@@ -69,7 +69,7 @@ function soakSection (soak: Soak): string[] {
     `| client-side errors (connections reset or refused by killed instances) | ${counts(soak.http.errors)} |`,
     `| 5xx seen | ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE, ${n(soak.http.fiveHundreds.other)} other |`,
     `| faults injected | pg_terminate_backend: ${n(soak.faults.terminateRounds)} rounds, ${n(soak.faults.backendsTerminated)} backends; instance SIGKILL + restart: ${n(soak.faults.instanceKills)} |`,
-    `| unexpected instance exits | ${n(soak.faults.unexpectedInstanceExits)} |`,
+    `| unexpected instance exits (crashes) / restarts that failed to boot under the faults and were tried again | ${n(soak.faults.unexpectedInstanceExits)} / ${n(soak.faults.bootFailuresRetried)} |`,
     `| live snapshots (Σ balances = Σ journal, none negative) | ${n(soak.snapshots.checks)} checks, ${n(soak.snapshots.mismatches)} mismatches |`,
     `| books at the end | ${n(soak.books.users)} users, ${n(soak.books.entries)} journal entries, ${n(soak.books.transfers)} transfers, ${n(soak.books.idempotencyKeys)} idempotency keys; books checker ${soak.books.checkerOk ? 'OK' : 'FAILED'} |`,
     `| total | initial ${n(soak.totals.initial)}, expected ${n(soak.totals.expected)}, actual ${n(soak.totals.actual)} |`,

@@ -4,9 +4,13 @@ import http from 'node:http'
 /**
  * Service instances for the soak: child processes of the built server (or any command given), each on its own
  * loopback port, all on one database. An instance can be killed with SIGKILL (a crash) and started again on the
- * same port; an exit the soak did not cause is counted, because a crash is a violation.
+ * same port; an exit the soak did not cause after the instance was ready is counted, because a crash is a violation.
+ *
+ * Starting is supervised as an orchestrator would: a boot that fails (the service exits non-zero, e.g. because the
+ * fault injector terminated its migration connection) is counted and tried again, at most BOOT_ATTEMPTS times.
  */
 const READY_TIMEOUT_MS = 90_000
+const BOOT_ATTEMPTS = 5
 const STOP_TIMEOUT_MS = 15_000
 const TAIL_LINES = 40
 
@@ -20,10 +24,13 @@ export interface InstanceOptions {
 
 export class Instance {
   readonly url: string
-  /** Exits the soak did not ask for. */
+  /** Exits the soak did not ask for, after the instance was ready. */
   unexpectedExits = 0
+  /** Boots that failed and were tried again. */
+  bootFailures = 0
   private child: ChildProcess | undefined
   private expectingExit = false
+  private ready = false
   private readonly lines: string[] = []
 
   constructor (private readonly options: InstanceOptions) {
@@ -35,9 +42,23 @@ export class Instance {
   tail (): string { return this.lines.join('\n') }
 
   async start (): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.boot()
+        return
+      } catch (error) {
+        this.bootFailures += 1
+        if (attempt >= BOOT_ATTEMPTS) throw error
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt))
+      }
+    }
+  }
+
+  private async boot (): Promise<void> {
     const [command, ...args] = this.options.command
     if (command === undefined) throw new Error('no server command')
     this.expectingExit = false
+    this.ready = false
     const child = spawn(command, args, {
       cwd: this.options.cwd,
       env: { ...this.options.env, PORT: String(this.options.port), HOST: '127.0.0.1', LOG_PRETTY: 'false' },
@@ -53,7 +74,7 @@ export class Instance {
     child.stdout?.on('data', keep)
     child.stderr?.on('data', keep)
     child.once('exit', (code, signal) => {
-      if (!this.expectingExit) {
+      if (!this.expectingExit && this.ready) {
         this.unexpectedExits += 1
         this.lines.push(`[soak] ${this.label} exited unexpectedly: code ${code} signal ${signal}`)
       }
@@ -61,7 +82,10 @@ export class Instance {
     const deadline = Date.now() + READY_TIMEOUT_MS
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${this.label} exited before it was ready:\n${this.tail()}`)
-      if (await healthy(this.url)) return
+      if (await healthy(this.url)) {
+        this.ready = true
+        return
+      }
       if (Date.now() > deadline) {
         await this.kill()
         throw new Error(`${this.label} was not ready within ${READY_TIMEOUT_MS} ms:\n${this.tail()}`)

@@ -84,7 +84,7 @@ export interface SoakSummary {
   }
   reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
   http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
-  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number }
+  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
   snapshots: { checks: number, mismatches: number }
   books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
   totals: { initial: number, expected: number, actual: number }
@@ -197,9 +197,14 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     }
 
     // 3. Load, readers, snapshots and faults until the deadline.
+    // An exception anywhere (say an instance that cannot boot again) ends the load for everyone.
+    let aborted: unknown
     const loadStarted = Date.now()
     const deadline = loadStarted + options.durationMs
-    const running = (): boolean => Date.now() < deadline
+    const running = (): boolean => aborted === undefined && Date.now() < deadline
+    const abortOn = async (task: Promise<void>): Promise<void> => {
+      try { await task } catch (error) { aborted ??= error; throw error }
+    }
     const expectedLegs = new Map<string, number>()
     const unknown: Operation[] = []
     const byKind: Record<Kind, number> = { transfer: 0, deposit: 0, withdrawal: 0 }
@@ -227,7 +232,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     /** One logical operation: sent, and re-sent with its key after anything ambiguous. */
     const perform = async (operation: Operation, attempts: number): Promise<Final> => {
       let ambiguous = 0
-      for (let attempt = 1; attempt <= attempts; attempt += 1) {
+      for (let attempt = 1; attempt <= attempts && aborted === undefined; attempt += 1) {
         const result = await call(operation.method, operation.path, operation.body, { 'idempotency-key': operation.key })
         if (result.kind === 'answer' && result.status !== 503) {
           if (result.status === 200 || result.status === 201) {
@@ -342,8 +347,11 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       const seconds = (Date.now() - loadStarted) / 1000
       options.log(`soak ${runId}: ${Math.round(seconds)} s, ${acknowledged + refused + unknown.length} operations (${Math.round((acknowledged + refused) / Math.max(1, seconds))}/s), ${reads.total} reads, ${faults.backendsTerminated} backends terminated, ${faults.instanceKills} kills, ${violationCount} violations`)
     }, 30_000)
-    await Promise.all([...writers, ...readers, snapshotter, terminator, killer])
-    clearInterval(progress)
+    try {
+      await Promise.all([...writers, ...readers, snapshotter, terminator, killer].map(abortOn))
+    } finally {
+      clearInterval(progress)
+    }
     const loadS = (Date.now() - loadStarted) / 1000
 
     // 4. Faults are over: every instance must be up; ambiguous operations retried with their own key.
@@ -392,6 +400,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const books = await checkBooks(sequelize)
     for (const violation of books.violations) fail(`books: ${violation.check}: ${violation.count} × ${violation.description}`)
     const unexpectedInstanceExits = instances.reduce((sum, instance) => sum + instance.unexpectedExits, 0)
+    const bootFailures = instances.reduce((sum, instance) => sum + instance.bootFailures, 0)
     if (unexpectedInstanceExits > 0) fail(`${unexpectedInstanceExits} instance exits the soak did not cause:\n${instances.map((i) => i.tail()).join('\n')}`)
 
     const logical = byKind.transfer + byKind.deposit + byKind.withdrawal
@@ -438,7 +447,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
           other: Object.entries(byStatus).filter(([status]) => Number(status) >= 500 && status !== '503').reduce((sum, [, n]) => sum + n, 0),
         },
       },
-      faults: { ...faults, unexpectedInstanceExits },
+      faults: { ...faults, unexpectedInstanceExits, bootFailuresRetried: bootFailures },
       snapshots,
       books: { users: books.users, entries: books.entries, transfers: books.transfers, idempotencyKeys: books.idempotencyKeys, checkerOk: books.ok },
       totals: { initial: initialTotal, expected: expectedTotal, actual: actualTotal },
