@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { findProjectRoot } from './project-root.js'
 
 /**
  * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
@@ -170,6 +171,5 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { findProjectRoot } = await import('./soak.js')
   await writeReliabilityReport(findProjectRoot())
 }

@@ -1,5 +1,4 @@
 import { randomBytes, randomInt } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +10,7 @@ import { createSequelize } from '../src/plugins/database.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { HttpClient, type HttpResult } from './soak-http.js'
 import { Instance } from './soak-instances.js'
+import { findProjectRoot } from './project-root.js'
 import { writeReliabilityReport } from './reliability-report.js'
 
 /**
@@ -98,16 +98,6 @@ const VIOLATION_SAMPLES = 50
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** The folder with package.json above this module (bench/ from source, dist/bench/ when built). */
-export function findProjectRoot (): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url))
-  for (let depth = 0; depth < 5; depth += 1) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir
-    dir = path.dirname(dir)
-  }
-  throw new Error('package.json not found above bench/')
 }
 
 function bump (record: Record<string, number>, key: string, by = 1): void {
