@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOpt
 import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
+import { clientErrorHandler } from './client-error.js'
 import { limits } from './limits.js'
 import { QuietRequestLogController } from './log-controller.js'
 import configPlugin from './plugins/config.js'
@@ -60,6 +61,8 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
     return503OnClosing: false,
     logController: new QuietRequestLogController(),
     frameworkErrors,
+    // Refusals before a request exists (unparsable HTTP, headers too large) get a `code` like every other error.
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = limits.maxConnections
   app.server.maxHeadersCount = limits.maxHeadersCount

@@ -27,6 +27,8 @@ export interface EmbeddedOptions {
   dataDir: string
   database: string
   log?: (line: string) => void
+  /** Listen on this port instead of a free one (e.g. to start a stopped cluster again where its clients expect it). */
+  port?: number
 }
 
 const SUPERUSER = 'postgres'
@@ -137,12 +139,12 @@ async function ensureDatabase (adminUrl: string, database: string): Promise<void
   }
 }
 
-export async function startEmbeddedPostgres ({ dataDir, database, log = () => {} }: EmbeddedOptions): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres ({ dataDir, database, log = () => {}, port: wantedPort }: EmbeddedOptions): Promise<EmbeddedPostgres> {
   const absoluteDir = path.resolve(dataDir)
   const binaries = await loadBinaries()
   const ids = runAsIds()
   await initialiseIfNeeded(binaries, absoluteDir, ids)
-  const port = await freePort()
+  const port = wantedPort ?? await freePort()
   const child = await startServer(binaries, absoluteDir, port, ids, log)
   const adminUrl = `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`
   try {

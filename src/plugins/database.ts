@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
-import pg from 'pg'
 import { Sequelize } from 'sequelize'
 import { defineModels } from '../db/models.js'
 import { startEmbeddedPostgres } from '../db/embedded-postgres.js'
+import { guardedPg } from '../db/guarded-pg.js'
 import type { Config } from '../config.js'
 
 declare module 'fastify' {
@@ -20,7 +20,8 @@ const QUERY_TIMEOUT_SLACK_MS = 2_000
 export function createSequelize (url: string, config: Config, log: (sql: string) => void): Sequelize {
   return new Sequelize(url, {
     dialect: 'postgres',
-    dialectModule: pg,
+    // pg with an 'error' listener on every client from birth: see src/db/guarded-pg.ts.
+    dialectModule: guardedPg,
     logging: config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace' ? log : false,
     benchmark: false,
     pool: {

@@ -10,12 +10,21 @@ export interface TcpProxy {
   cut: () => Promise<void>
   restore: () => Promise<void>
   close: () => Promise<void>
+  /**
+   * While on, the next bytes PostgreSQL sends on a connection are thrown away and that connection is dropped: the
+   * server did the work (a statement in autocommit has committed), the client never hears of it. The ambiguous case.
+   */
+  swallowReplies: (on: boolean) => void
+  /** Connections dropped by swallowReplies. */
+  swallowed: () => number
 }
 
 export async function startTcpProxy (targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>()
   let server: net.Server | undefined
   let port = 0
+  let swallowing = false
+  let swallowedCount = 0
 
   const track = (socket: net.Socket): void => {
     sockets.add(socket)
@@ -28,7 +37,16 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
       const upstream = net.connect(targetPort, targetHost)
       track(client)
       track(upstream)
-      client.pipe(upstream).pipe(client)
+      client.pipe(upstream)
+      upstream.on('data', (chunk: Buffer) => {
+        if (!swallowing) {
+          client.write(chunk)
+          return
+        }
+        swallowedCount += 1
+        client.destroy()
+        upstream.destroy()
+      })
       client.on('close', () => upstream.destroy())
       upstream.on('close', () => client.destroy())
     })
@@ -49,5 +67,12 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
   }
 
   await listen()
-  return { port, cut: stop, restore: listen, close: stop }
+  return {
+    port,
+    cut: stop,
+    restore: listen,
+    close: stop,
+    swallowReplies: (on) => { swallowing = on },
+    swallowed: () => swallowedCount,
+  }
 }

@@ -1,0 +1,175 @@
+import { existsSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { findProjectRoot } from './project-root.js'
+
+/**
+ * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
+ * soak-last.json (npm run soak -- … --out reliability/soak-last.json --report) and fuzz-last.json
+ * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts). Figures are copied, never typed.
+ */
+interface Soak {
+  ok: boolean
+  command: string
+  startedAt: string
+  finishedAt: string
+  durationS: number
+  loadS: number
+  database: string
+  options: { users: number, initialBalance: number, clients: number, readers: number, instances: number, strategy: string, terminateEveryMs: number, killInstanceEveryMs: number }
+  operations: { logical: number, byKind: Record<string, number>, acknowledged: number, refused: number, ambiguousAttempts: number, resolvedByRetry: number, replayedAfterAmbiguity: number, unknownReconciled: number, perSecond: number }
+  reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
+  http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
+  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
+  snapshots: { checks: number, mismatches: number }
+  books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
+  totals: { initial: number, expected: number, actual: number }
+  violations: string[]
+}
+
+interface FuzzRoute { runs: number, statuses: Record<string, number>, fiveHundreds: number, hangs: number, violations: number }
+interface Fuzz { finishedAt: string, runsPerRoute: number, seed: number | null, routes: Record<string, FuzzRoute> }
+
+const SOAK_FILE = 'reliability/soak-last.json'
+const FUZZ_FILE = 'reliability/fuzz-last.json'
+const FUZZ_COMMAND = `FUZZ_RUNS=10000 FUZZ_REPORT=${FUZZ_FILE} npx tap test/fuzz.test.ts --disable-coverage`
+
+async function readJson<T> (file: string): Promise<T | undefined> {
+  return existsSync(file) ? JSON.parse(await readFile(file, 'utf8')) as T : undefined
+}
+
+const n = (value: number): string => value.toLocaleString('en-US')
+const counts = (record: Record<string, number>): string => Object.entries(record).sort(([a], [b]) => a.localeCompare(b)).map(([key, value]) => `${key}: ${n(value)}`).join(', ') || 'none'
+
+function soakViolations (soak: Soak): number {
+  if (soak.violations.length === 0) return 0
+  const first = /^(\d+) violations$/.exec(soak.violations[0] ?? '')
+  return first === null ? soak.violations.length : Number(first[1])
+}
+
+function soakSection (soak: Soak): string[] {
+  const o = soak.operations
+  return [
+    '## Bank soak',
+    '',
+    `\`${soak.command}\` — ${soak.startedAt} to ${soak.finishedAt}`,
+    '',
+    '| figure | value |',
+    '|---|---|',
+    `| load duration | ${n(soak.loadS)} s (whole run ${n(soak.durationS)} s) |`,
+    `| set-up | ${soak.options.instances} service instances (\`node dist/src/server.js\`), strategy \`${soak.options.strategy}\`, ${soak.database} PostgreSQL, ${soak.options.clients} writing clients, ${soak.options.readers} readers, ${soak.options.users + 1} users |`,
+    `| logical operations | ${n(o.logical)} (${counts(o.byKind)}), ${n(o.perSecond)}/s |`,
+    `| acknowledged / refused (409) | ${n(o.acknowledged)} / ${n(o.refused)} |`,
+    `| ambiguous attempts (503 or lost connection), retried with the same key | ${n(o.ambiguousAttempts)} |`,
+    `| retries that found the operation already committed (replayed) | ${n(o.replayedAfterAmbiguity)} |`,
+    `| still ambiguous when the load stopped, resolved by a retry | ${n(o.resolvedByRetry)} |`,
+    `| never resolved, reconciled from the journal | ${n(o.unknownReconciled)} |`,
+    `| reads (negative balances seen) | ${n(soak.reads.total)} (${n(soak.reads.negativeSeen)}) |`,
+    `| HTTP requests | ${n(soak.http.requests)} — ${counts(soak.http.byStatus)} |`,
+    `| client-side errors (connections reset or refused by killed instances) | ${counts(soak.http.errors)} |`,
+    `| 5xx seen | ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE, ${n(soak.http.fiveHundreds.other)} other |`,
+    `| faults injected | pg_terminate_backend: ${n(soak.faults.terminateRounds)} rounds, ${n(soak.faults.backendsTerminated)} backends; instance SIGKILL + restart: ${n(soak.faults.instanceKills)} |`,
+    `| unexpected instance exits (crashes) / restarts that failed to boot under the faults and were tried again | ${n(soak.faults.unexpectedInstanceExits)} / ${n(soak.faults.bootFailuresRetried)} |`,
+    `| live snapshots (Σ balances = Σ journal, none negative) | ${n(soak.snapshots.checks)} checks, ${n(soak.snapshots.mismatches)} mismatches |`,
+    `| books at the end | ${n(soak.books.users)} users, ${n(soak.books.entries)} journal entries, ${n(soak.books.transfers)} transfers, ${n(soak.books.idempotencyKeys)} idempotency keys; books checker ${soak.books.checkerOk ? 'OK' : 'FAILED'} |`,
+    `| total | initial ${n(soak.totals.initial)}, expected ${n(soak.totals.expected)}, actual ${n(soak.totals.actual)} |`,
+    `| **invariant violations** | **${n(soakViolations(soak))}** |`,
+    '',
+    ...(soak.violations.length === 0 ? [] : ['Violations:', '', ...soak.violations.map((line) => `- ${line}`), '']),
+  ]
+}
+
+function fuzzSection (fuzz: Fuzz): string[] {
+  const routes = Object.entries(fuzz.routes)
+  const total = routes.reduce((sum, [, route]) => sum + route.runs, 0)
+  return [
+    '## Fuzzing',
+    '',
+    `\`${FUZZ_COMMAND}\` — finished ${fuzz.finishedAt}; ${n(fuzz.runsPerRoute)} runs per route, ${n(total)} requests${fuzz.seed === null ? '' : `, seed ${fuzz.seed}`}`,
+    '',
+    '| route | runs | answers | 5xx | hangs | violations |',
+    '|---|---|---|---|---|---|',
+    ...routes.map(([name, route]) => `| ${name} | ${n(route.runs)} | ${counts(route.statuses)} | ${route.fiveHundreds} | ${route.hangs} | ${route.violations} |`),
+    '',
+    '"closed": a CONNECT request, which Node closes at once when nothing listens for it.',
+    '',
+  ]
+}
+
+export async function writeReliabilityReport (root: string): Promise<void> {
+  const soak = await readJson<Soak>(path.join(root, SOAK_FILE))
+  const fuzz = await readJson<Fuzz>(path.join(root, FUZZ_FILE))
+  const lines = [
+    '# Reliability report',
+    '',
+    'Written by `bench/reliability-report.ts` from the last long runs (the JSON beside this file); do not edit by hand.',
+    'What is checked, and how: README, section "Reliability".',
+    '',
+    ...(soak === undefined ? ['No soak run recorded yet.', ''] : soakSection(soak)),
+    ...(fuzz === undefined ? ['No long fuzz run recorded yet.', ''] : fuzzSection(fuzz)),
+  ]
+  await writeFile(path.join(root, 'reliability', 'REPORT.md'), lines.join('\n'))
+  await writeReadmeSection(root, soak, fuzz)
+}
+
+async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined): Promise<void> {
+  const readmePath = path.join(root, 'README.md')
+  const readme = await readFile(readmePath, 'utf8')
+  const marker = '<!-- section:reliability -->'
+  const start = readme.indexOf(marker)
+  if (start < 0) return
+  const end = readme.indexOf('<!-- section:', start + marker.length)
+  const fuzzRequests = fuzz === undefined ? 0 : Object.values(fuzz.routes).reduce((sum, route) => sum + route.runs, 0)
+  const fuzzFailures = fuzz === undefined ? 0 : Object.values(fuzz.routes).reduce((sum, route) => sum + route.fiveHundreds + route.hangs + route.violations, 0)
+  const section = [
+    marker,
+    '## Reliability',
+    '',
+    'Fuzzing, fault injection and a bank soak, all against the real service on a real PostgreSQL, loopback only.',
+    '',
+    '- **Fuzzing** (`test/fuzz.test.ts`, fast-check): raw HTTP requests for every route — valid, near-valid and hostile bodies',
+    '  (wrong types, numbers past 2^53 or a double, `-0`, unicode, deep nesting, `__proto__`/`constructor` keys, duplicate keys,',
+    '  truncated JSON), odd content types, long and binary headers, odd `Idempotency-Key` values, odd methods and paths.',
+    '  Each answer comes in time, is never a 5xx, every refusal is a 4xx with a string `code`, and the books (journal, balances,',
+    '  users, idempotency keys) change exactly as a success says and not at all on a refusal or a replay; the books checker',
+    '  passes after. `FUZZ_RUNS` sets the runs per route (300 in CI).',
+    '- **Fault injection** (`test/faults.test.ts`, `test/retries.test.ts`): `pg_terminate_backend` on the service\'s',
+    '  connections during bursts (every strategy); PostgreSQL stopped and started again on the same data and port mid-load;',
+    '  advisory, row and table locks held past `DB_STATEMENT_TIMEOUT_MS`, and a statement running past it. Answers are the real',
+    '  outcome or a prompt 503 `DB_UNAVAILABLE`, never a 500 or a hang; the service recovers by itself; every 200 has exactly one',
+    '  journal entry. Clients retrying with an `Idempotency-Key` converge to exactly once, and a reply lost after the commit',
+    '  (a proxy drops it) is a 503 whose retry replays the committed result.',
+    '- **Bank soak** (`bench/soak.ts`): two instances (`node dist/src/server.js`) on one throwaway database, concurrent',
+    '  clients doing transfers, deposits and withdrawals under Idempotency-Keys (retried with the same key after a 503 or a',
+    '  lost connection), readers, `pg_terminate_backend` every few seconds and optionally an instance killed with SIGKILL and',
+    '  restarted. Checked: no negative read, Σ balances = Σ journal in live snapshots and per user at the end (the books',
+    '  checker), total = initial + acknowledged deposits − withdrawals, every acknowledged operation exactly once in the',
+    '  journal by its key and every refused one never, no 500, no client timeout, no crash. JSON summary; exit 1 on a violation.',
+    '  A 30 s version runs in `npm test` (`test/soak.test.ts`).',
+    '',
+    '```bash',
+    `${soak?.command ?? 'npm run soak -- --minutes 30 --out reliability/soak-last.json --report'}`,
+    'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report',
+    'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage',
+    '```',
+    '',
+    'Last long run ([reliability/REPORT.md](reliability/REPORT.md)):',
+    '',
+    ...(soak === undefined ? ['- soak: not run yet'] : [
+      `- soak: \`${soak.command}\`, ${n(soak.loadS)} s: ${n(soak.operations.logical)} logical operations (${n(soak.operations.perSecond)}/s) and ${n(soak.reads.total)} reads over ${soak.options.instances} instances;`,
+      `  faults: ${n(soak.faults.backendsTerminated)} backends terminated in ${n(soak.faults.terminateRounds)} rounds, ${n(soak.faults.instanceKills)} instance kills;`,
+      `  5xx: ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE (all retried to a real answer), ${n(soak.http.fiveHundreds.other)} other; **invariant violations: ${n(soakViolations(soak))}**.`,
+    ]),
+    ...(fuzz === undefined ? ['- fuzz: not run yet'] : [
+      `- fuzz: ${n(fuzzRequests)} requests (${n(fuzz.runsPerRoute)} per route); 5xx, hangs and violations: ${n(fuzzFailures)}.`,
+    ]),
+    '',
+    '',
+  ].join('\n')
+  await writeFile(readmePath, readme.slice(0, start) + section + (end < 0 ? '' : readme.slice(end)))
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  await writeReliabilityReport(findProjectRoot())
+}
