@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { USER_BOOKS_SQL, toUserBooks, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
 import type { StrategyName } from '../src/config.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { ADVISORY_CHANGE_SQL } from '../src/strategies/advisory.js'
@@ -63,20 +64,12 @@ export async function resetBalance (pool: pg.Pool, userId: number, balance: numb
   }
 }
 
-export interface Books {
-  balance: number
-  journalSum: number
-  entries: number
-}
+export type { UserBooks as Books } from '../src/db/check-books.js'
 
-export async function books (pool: pg.Pool, userId: number): Promise<Books> {
-  const { rows } = await pool.query<{ balance: string, journal_sum: string, entries: string }>(`
-    SELECT u.balance, COALESCE(SUM(j.amount), 0) AS journal_sum, COUNT(j.id) AS entries
-    FROM users u LEFT JOIN journal_entries j ON j.user_id = u.id
-    WHERE u.id = $1 GROUP BY u.balance`, [userId])
-  const row = rows[0]
-  if (row === undefined) throw new Error(`no user ${userId}`)
-  return { balance: Number(row.balance), journalSum: Number(row.journal_sum), entries: Number(row.entries) }
+/** Σ journal amounts, stored balance and entry count of one user (the same query the tests use). */
+export async function books (pool: pg.Pool, userId: number): Promise<UserBooks> {
+  const { rows } = await pool.query<UserBooksRow>(USER_BOOKS_SQL, [userId])
+  return toUserBooks(rows[0], userId)
 }
 
 export async function journalCount (pool: pg.Pool): Promise<number> {

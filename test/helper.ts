@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.js'
+import { USER_BOOKS_SQL, toUserBooks, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
 import { loadConfig, type Config, type StrategyName } from '../src/config.js'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
 
@@ -48,13 +49,7 @@ export async function sql<T extends Record<string, unknown>> (app: FastifyInstan
   return rows as T[]
 }
 
-/** Σ journal amounts and the stored balance of a user, as numbers. */
-export async function books (app: FastifyInstance, userId: number): Promise<{ balance: number, journalSum: number, entries: number }> {
-  const rows = await sql<{ balance: string, journal_sum: string, entries: string }>(app, `
-    SELECT u.balance, COALESCE(SUM(j.amount), 0) AS journal_sum, COUNT(j.id) AS entries
-    FROM users u LEFT JOIN journal_entries j ON j.user_id = u.id
-    WHERE u.id = $1 GROUP BY u.balance`, [userId])
-  const row = rows[0]
-  if (row === undefined) throw new Error(`no user ${userId}`)
-  return { balance: Number(row.balance), journalSum: Number(row.journal_sum), entries: Number(row.entries) }
+/** Σ journal amounts, the stored balance and the entry count of a user, as numbers. */
+export async function books (app: FastifyInstance, userId: number): Promise<UserBooks> {
+  return toUserBooks((await sql<UserBooksRow>(app, USER_BOOKS_SQL, [userId]))[0], userId)
 }

@@ -26,6 +26,21 @@ export interface BooksReport {
 
 /** Rows shown per broken rule; the count says how many there are in all. */
 export const SAMPLE_LIMIT = 10
+
+/** One user's books: the stored balance, Σ of its journal amounts, and how many entries it has. */
+export interface UserBooks { balance: number, journalSum: number, entries: number }
+export type UserBooksRow = { balance: string, journal_sum: string, entries: string }
+
+/** One user's books in one query; binds [userId]. Shared by tests and the bench. */
+export const USER_BOOKS_SQL = `
+  SELECT u.balance, COALESCE(SUM(j.amount), 0) AS journal_sum, COUNT(j.id) AS entries
+  FROM users u LEFT JOIN journal_entries j ON j.user_id = u.id
+  WHERE u.id = $1 GROUP BY u.balance`
+
+export function toUserBooks (row: UserBooksRow | undefined, userId: number): UserBooks {
+  if (row === undefined) throw new Error(`no user ${userId}`)
+  return { balance: Number(row.balance), journalSum: Number(row.journal_sum), entries: Number(row.entries) }
+}
 /** A verify may read the whole journal: longer than a request's statement timeout, but still bounded. */
 const CHECK_STATEMENT_TIMEOUT = '10min'
 
