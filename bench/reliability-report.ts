@@ -3,30 +3,15 @@ import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { findProjectRoot } from './project-root.js'
+import type { SoakSummary } from './soak.js'
 
 /**
  * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
  * soak-last.json (npm run soak -- … --out reliability/soak-last.json --report) and fuzz-last.json
  * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts). Figures are copied, never typed.
  */
-interface Soak {
-  ok: boolean
-  command: string
-  startedAt: string
-  finishedAt: string
-  durationS: number
-  loadS: number
-  database: string
-  options: { users: number, initialBalance: number, clients: number, readers: number, instances: number, strategy: string, terminateEveryMs: number, killInstanceEveryMs: number }
-  operations: { logical: number, byKind: Record<string, number>, acknowledged: number, refused: number, ambiguousAttempts: number, resolvedByRetry: number, replayedAfterAmbiguity: number, unknownReconciled: number, perSecond: number }
-  reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
-  http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
-  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
-  snapshots: { checks: number, mismatches: number }
-  books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
-  totals: { initial: number, expected: number, actual: number }
-  violations: string[]
-}
+/** What `npm run soak` writes (bench/soak.ts): one type for the writer and the reader. */
+type Soak = SoakSummary
 
 interface FuzzRoute { runs: number, statuses: Record<string, number>, fiveHundreds: number, hangs: number, violations: number }
 interface Fuzz { finishedAt: string, runsPerRoute: number, seed: number | null, routes: Record<string, FuzzRoute> }

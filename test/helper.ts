@@ -4,6 +4,7 @@ import { buildApp } from '../src/app.js'
 import { USER_BOOKS_SQL, toUserBooks, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
 import { loadConfig, type Config, type StrategyName } from '../src/config.js'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js'
 
 export interface BuildOptions {
   strategy?: StrategyName
@@ -52,4 +53,21 @@ export async function sql<T extends Record<string, unknown>> (app: FastifyInstan
 /** Σ journal amounts, the stored balance and the entry count of a user, as numbers. */
 export async function books (app: FastifyInstance, userId: number): Promise<UserBooks> {
   return toUserBooks((await sql<UserBooksRow>(app, USER_BOOKS_SQL, [userId]))[0], userId)
+}
+
+/**
+ * A fresh database reached through a loopback TCP proxy the test controls (cut, restore, swallow replies), and an
+ * app built on it; database, proxy and app are closed in teardown.
+ */
+export async function buildBehindProxy (t: Test, label: string, env: Record<string, string>): Promise<{ app: FastifyInstance, db: ThrowawayDatabase, proxy: TcpProxy }> {
+  const db = await createThrowawayDatabase(label)
+  t.teardown(db.drop)
+  const target = new URL(db.url)
+  const proxy = await startTcpProxy(target.hostname, Number(target.port))
+  t.teardown(proxy.close)
+  const viaProxy = new URL(db.url)
+  viaProxy.port = String(proxy.port)
+  const app = await buildApp(testConfig(viaProxy.toString(), 'advisory', env))
+  t.teardown(async () => { await app.close() })
+  return { app, db, proxy }
 }

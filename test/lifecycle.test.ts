@@ -6,8 +6,7 @@ import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { migrations } from '../db/migrations/index.js'
-import { books, build, sql, testConfig } from './helper.js'
-import { startTcpProxy } from './support/tcp-proxy.js'
+import { books, build, buildBehindProxy, sql, testConfig } from './helper.js'
 
 t.test('a restart keeps balances; migrations and seeders re-run as no-ops', async (t) => {
   const db = await createThrowawayDatabase('restart')
@@ -41,15 +40,7 @@ t.test('several instances booting together on one fresh database all come up', a
 })
 
 t.test('PostgreSQL unreachable: 503 promptly, then recovery without a restart', async (t) => {
-  const db = await createThrowawayDatabase('unreachable')
-  t.teardown(db.drop)
-  const target = new URL(db.url)
-  const proxy = await startTcpProxy(target.hostname, Number(target.port))
-  t.teardown(proxy.close)
-  const viaProxy = new URL(db.url)
-  viaProxy.port = String(proxy.port)
-  const app = await buildApp(testConfig(viaProxy.toString(), 'advisory', { DB_CONNECT_TIMEOUT_MS: '1000', DB_ACQUIRE_TIMEOUT_MS: '3000' }))
-  t.teardown(async () => { await app.close() })
+  const { app, proxy } = await buildBehindProxy(t, 'unreachable', { DB_CONNECT_TIMEOUT_MS: '1000', DB_ACQUIRE_TIMEOUT_MS: '3000' })
 
   t.equal((await app.inject({ method: 'GET', url: '/api/health' })).statusCode, 200)
 

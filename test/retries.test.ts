@@ -1,11 +1,9 @@
 import pg from 'pg'
 import t from 'tap'
-import { buildApp } from '../src/app.js'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
-import { build, listen, strategies, testConfig } from './helper.js'
+import { build, buildBehindProxy, listen, strategies } from './helper.js'
 import { send, sleep, type Outcome } from './support/load.js'
-import { startTcpProxy } from './support/tcp-proxy.js'
 
 /**
  * Clients that retry with an Idempotency-Key converge to exactly-once (issue 6, part 2): while the service's
@@ -118,15 +116,7 @@ for (const strategy of strategies) {
 }
 
 t.test('the reply to a committed change is lost: 503, and the retry with the same key finds the committed result', async (t) => {
-  const db = await createThrowawayDatabase('lost-reply')
-  t.teardown(db.drop)
-  const target = new URL(db.url)
-  const proxy = await startTcpProxy(target.hostname, Number(target.port))
-  t.teardown(proxy.close)
-  const viaProxy = new URL(db.url)
-  viaProxy.port = String(proxy.port)
-  const app = await buildApp(testConfig(viaProxy.toString(), 'advisory', { DB_POOL_MAX: '2', DB_CONNECT_TIMEOUT_MS: '1000' }))
-  t.teardown(async () => { await app.close() })
+  const { app, db, proxy } = await buildBehindProxy(t, 'lost-reply', { DB_POOL_MAX: '2', DB_CONNECT_TIMEOUT_MS: '1000' })
   const base = await listen(app)
   const admin = await connect(db.url)
   t.teardown(async () => { await admin.end() })
