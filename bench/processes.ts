@@ -36,7 +36,10 @@ export async function startChildServer (label: string, script: string, env: Reco
   child.stderr?.on('data', keep)
   const url = `http://127.0.0.1:${port}`
   const tail = (): string => lines.join('\n')
-  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
+  // If the bench itself dies (an uncaught error), its servers must not outlive it holding ports and connections.
+  const killOnExit = (): void => { child.kill('SIGKILL') }
+  process.once('exit', killOnExit)
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { process.removeListener('exit', killOnExit); resolve() }) })
 
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
