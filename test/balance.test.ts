@@ -1,3 +1,4 @@
+import pg from 'pg'
 import t from 'tap'
 import { build, books, strategies } from './helper.js'
 
@@ -69,3 +70,29 @@ for (const strategy of strategies) {
     })
   })
 }
+
+t.test('advisory: a withdrawal the committed balance cannot cover is refused without waiting for the user lock', async (t) => {
+  const { app, db } = await build(t, { strategy: 'advisory' })
+  const holder = new pg.Client({ connectionString: db.url })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('BEGIN')
+  await holder.query('SELECT pg_advisory_xact_lock(1)')
+
+  const started = Date.now()
+  const refused = await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -20000 } })
+  t.equal(refused.statusCode, 409)
+  t.match(refused.json(), { code: 'INSUFFICIENT_FUNDS', balance: 10000 })
+  t.ok(Date.now() - started < 2000, `refused while the lock is held (${Date.now() - started} ms)`)
+
+  // A change that could succeed waits for the lock: it is still pending while the holder keeps it.
+  let settled = false
+  const pending = app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -1 } }).then((res) => { settled = true; return res })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.notOk(settled, 'a withdrawal the balance covers waits for the lock')
+  await holder.query('COMMIT')
+  const applied = await pending
+  t.equal(applied.statusCode, 200)
+  t.equal(applied.json().balance, 9999)
+  t.same(await books(app, 1), { balance: 9999, journalSum: 9999, entries: 2 })
+})

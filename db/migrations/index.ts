@@ -3,6 +3,7 @@ import { createUsersAndJournal } from './0001-create-users-and-journal.js'
 import { advisoryChangeFunction } from './0002-advisory-change-function.js'
 import { rowLockChangeFunction } from './0003-row-lock-change-function.js'
 import { ledger } from './0004-ledger.js'
+import { advisoryRefusalWithoutLock } from './0005-advisory-refusal-without-lock.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -10,4 +11,5 @@ export const migrations: Migration[] = [
   advisoryChangeFunction,
   rowLockChangeFunction,
   ledger,
+  advisoryRefusalWithoutLock,
 ]
