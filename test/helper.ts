@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.js'
-import { USER_BOOKS_SQL, toUserBooks, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
+import { USER_BOOKS_SQL, checkBooks, toUserBooks, type BooksReport, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
+import { isDatabaseUnavailable } from '../src/db/errors.js'
+import type { Sequelize } from 'sequelize'
 import { loadConfig, type Config, type StrategyName } from '../src/config.js'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js'
@@ -70,4 +72,18 @@ export async function buildBehindProxy (t: Test, label: string, env: Record<stri
   const app = await buildApp(testConfig(viaProxy.toString(), 'advisory', env))
   t.teardown(async () => { await app.close() })
   return { app, db, proxy }
+}
+
+/**
+ * The books checker after a test killed the app's backends: a pooled connection may still be one the test
+ * terminated (its FATAL not yet read), so a check that fails for that reason alone is run again on a fresh one.
+ */
+export async function checkBooksAfterFaults (sequelize: Sequelize, attempts = 5): Promise<BooksReport> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await checkBooks(sequelize)
+    } catch (error) {
+      if (attempt >= attempts || !isDatabaseUnavailable(error)) throw error
+    }
+  }
 }
