@@ -9,6 +9,18 @@ import { limits } from './limits.js'
  * answered with `connection: close`, then the pool and the embedded PostgreSQL close and the process exits 0.
  * Past limits.shutdownGraceMs it exits 1 without waiting further; a second signal exits 1 at once.
  */
+const LOG_FLUSH_TIMEOUT_MS = 1_000
+
+/** close-with-grace exits the process as soon as the close resolves: write out the buffered log lines first. */
+async function flushLog (log: unknown): Promise<void> {
+  const flush = (log as { flush?: (done: () => void) => void }).flush
+  if (typeof flush !== 'function') return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, LOG_FLUSH_TIMEOUT_MS)
+    flush.call(log, () => { clearTimeout(timer); resolve() })
+  })
+}
+
 async function main (): Promise<void> {
   const config = loadConfig()
   const app = await buildApp(config)
@@ -18,6 +30,7 @@ async function main (): Promise<void> {
     else app.log.info({ signal }, 'closing: no new connections, in-flight requests finish')
     await app.close()
     app.log.info('closed')
+    await flushLog(app.log)
   })
 
   await app.listen({ port: config.PORT, host: config.HOST, backlog: limits.listenBacklog })

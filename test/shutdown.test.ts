@@ -186,7 +186,8 @@ t.test('SIGINT with the embedded PostgreSQL: the database stops with the service
   server.child.kill('SIGINT')
   t.same(await exitOf(server), { code: 0, signal: null }, 'exit 0 on SIGINT')
   t.notOk(existsSync(path.join(dataDir, 'postmaster.pid')), 'the embedded PostgreSQL has stopped (no postmaster.pid)')
-  const lines = server.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string })
-  t.ok(lines.some((line) => line.msg === 'embedded PostgreSQL stopped'))
-  t.equal(lines.at(-1)?.msg, 'closed')
+  const lines = server.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string, level: number })
+  t.ok(lines.some((line) => line.msg === 'embedded PostgreSQL stopped'), 'the embedded PostgreSQL stop is logged')
+  // Not "the last line is 'closed'": that line races process.exit in close-with-grace and was lost in 1 of ~4 CI runs.
+  t.same(lines.filter((line) => line.level >= 50).map((line) => line.msg), [], 'no error logged while closing')
 })
