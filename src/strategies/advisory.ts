@@ -7,7 +7,8 @@ import type { BalanceStrategy } from './types.js'
 
 /**
  * `advisory` (the default): pg_advisory_xact_lock(userId), read, check, write, journal, commit: all inside
- * balance_change_advisory() (db/migrations/0002), called as one autocommit statement. Raw SQL through Sequelize
+ * balance_change_advisory() (db/migrations/0002; since 0005 a withdrawal the committed balance cannot cover is refused
+ * before the lock, since a refusal writes nothing), called as one autocommit statement. Raw SQL through Sequelize
  * here because one round trip is the whole lock window; the same steps as separate ORM calls in a managed
  * transaction take five round trips while the lock is held (see bench/REPORT.md).
  * A transfer (balance_transfer_advisory, db/migrations/0004) takes both users' advisory locks in ascending id order.
