@@ -30,6 +30,16 @@ export const EnvSchema = Type.Object({
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
+  GROUP_COMMIT: Type.Enum(['on', 'off'], {
+    default: 'on',
+    description: 'on: changes to one user that arrive while its previous statement is in flight share the next transaction',
+  }),
+  GROUP_COMMIT_MAX_BATCH: Type.Integer({
+    minimum: 1,
+    maximum: 4096,
+    default: 512,
+    description: 'Most changes one group-commit transaction carries',
+  }),
   IDEMPOTENCY_TTL_HOURS: Type.Integer({
     minimum: 1,
     maximum: 8760,

@@ -7,7 +7,7 @@ import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import { createUser, historyPage, type JournalEntryView } from '../db/ledger.js'
 import type { defineModels } from '../db/models.js'
-import type { BalanceStrategy, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
+import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
 
 export interface AppliedChange {
@@ -74,7 +74,7 @@ export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
  * Told about every change the service makes (metrics). Called on the hot path: must be cheap and must not throw.
  * `seconds` is the time of the strategy call alone (its transaction), not of the HTTP request.
  */
-export interface BalanceObserver {
+export interface BalanceObserver extends BatchObserver {
   changeFinished: (strategy: string, result: ChangeResult, seconds: number) => void
 }
 
@@ -96,6 +96,7 @@ export class BalanceService {
   /** Sets the one observer told about every change (none by default). */
   observe (observer: BalanceObserver): void {
     this.observer = observer
+    this.strategy.observe?.(observer)
   }
 
   /** The keyless hot path: exactly the strategy's one statement. */

@@ -45,6 +45,7 @@ export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
 
   return {
     name: 'atomic',
+    batchLock: 'row',
     ...ledgerMethods(sequelize, { changeKeyedSql: ATOMIC_CHANGE_KEYED_SQL, transferSql: ATOMIC_TRANSFER_SQL }),
     async change ({ userId, amount }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
