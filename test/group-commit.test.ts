@@ -5,7 +5,9 @@ import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { runBatch, type BatchAnswer, type BatchItem } from '../src/strategies/batch.js'
 import type { StrategyName } from '../src/config.js'
 import { Idempotency } from '../src/services/idempotency.js'
-import { build, strategies } from './helper.js'
+import { formatReport } from '../src/db/check-books.js'
+import { build, checkBooksAfterFaults, listen, strategies } from './helper.js'
+import { backendKiller, connect, exactlyOnceMismatches, untilAnswered, type Operation, type Settled } from './support/retry.js'
 import { assertBooksBalance, journal, newUser, request, type JournalRow } from './support/ledger.js'
 
 /**
@@ -232,3 +234,45 @@ t.test('balance_change_batch: an unknown user, an empty batch, and a batch under
     { bind: ['advisory', userId, [1, 2], [null], [null, null], MIN_BALANCE, MAX_BALANCE] }).catch((error: Error) => [error.message])
   t.match(String(bounds), /invariant: balance_change_batch got 2 amounts, 1 keys/, 'mismatched arrays are refused')
 })
+
+for (const strategy of strategies) {
+  t.test(`${strategy}: pg_terminate_backend during batches: only 200, 409 or 503; keyed retries converge to exactly once`, async (t) => {
+    const { app, db } = await build(t, { strategy, env: { DB_CONNECT_TIMEOUT_MS: '2000', DB_ACQUIRE_TIMEOUT_MS: '5000' } })
+    const base = await listen(app)
+    const admin = await connect(db.url)
+    t.teardown(async () => { await admin.end() })
+    const userId = await newUser(app, 2000)
+    // 400 keyed changes to ONE user from 40 concurrent clients: batches form while the backends are being killed.
+    const operations = Array.from({ length: 400 }, (_, index): Operation => ({
+      key: `${strategy}-batch-${index}`,
+      method: 'PATCH',
+      path: '/api/balance',
+      body: { userId, amount: index % 3 === 0 ? 5 + (index % 7) : -(1 + (index % 40)) },
+      legs: 1,
+    }))
+    const killer = backendKiller(admin, 50, 60)
+    const settled: Settled[] = []
+    let next = 0
+    const firstAnswers: Record<string, number> = {}
+    await Promise.all(Array.from({ length: 40 }, async () => {
+      while (next < operations.length) {
+        const operation = operations[next]!
+        next += 1
+        const result = await untilAnswered(base, operation)
+        const first = result.ambiguous > 0 ? '503 or lost' : String(result.final.ok ? result.final.reply.status : result.final.error)
+        firstAnswers[first] = (firstAnswers[first] ?? 0) + 1
+        settled.push(result)
+      }
+    }))
+    const terminated = await killer.stop()
+    const finals = settled.map(({ final }) => final.ok ? final.reply.status : final.error)
+    t.ok(terminated > 0, `${terminated} backends terminated; first answers ${JSON.stringify(firstAnswers)}`)
+    t.same(finals.filter((status) => status !== 200 && status !== 409), [], 'every operation ends with 200 or 409')
+    t.same(Object.keys(firstAnswers).filter((first) => !['200', '409', '503 or lost'].includes(first)), [], 'no answer other than 200, 409, 503')
+    t.same(await exactlyOnceMismatches(admin, settled), [], 'each change is in the journal exactly as often as its final answer says')
+    const report = await checkBooksAfterFaults(app.sequelize)
+    t.ok(report.ok, formatReport(report))
+    const batches = await batchMetrics(app, strategy)
+    t.ok(batches.sum > batches.count, `changes shared transactions: ${batches.sum} changes in ${batches.count} statements`)
+  })
+}
