@@ -32,6 +32,8 @@ export interface EmbeddedOptions {
 
 const SUPERUSER = 'postgres'
 const START_TIMEOUT_MS = 30_000
+/** initdb takes 1–2 s on a quiet machine, over 10 s on a loaded 2-core one. */
+const INITDB_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000
 const LOG_TAIL_LINES = 30
 
@@ -72,18 +74,33 @@ export async function freePort (): Promise<number> {
   })
 }
 
-/** Runs a binary to completion, keeping its output so a failure can say why. */
-async function run (command: string, args: string[], runAs: RunAs | undefined): Promise<void> {
+/**
+ * A child that must not outlive this process: if the process exits while it runs (a start that failed or timed out,
+ * process.exit after an error), it gets `signal`. No effect once the child has exited.
+ */
+function endWithProcess (child: ChildProcess, signal: NodeJS.Signals): void {
+  const onExit = (): void => { child.kill(signal) }
+  process.once('exit', onExit)
+  child.once('exit', () => { process.off('exit', onExit) })
+}
+
+/** Runs a binary to completion within `timeoutMs`, keeping its output so a failure can say why. */
+async function run (command: string, args: string[], runAs: RunAs | undefined, timeoutMs: number): Promise<void> {
   const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const child = spawn(command, args, { ...ids, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  endWithProcess(child, 'SIGKILL')
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject)
     child.once('close', resolve)
-  })
-  if (code !== 0) throw new Error(`${path.basename(command)} exited with ${code}: ${output.trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`)
+  }).finally(() => { clearTimeout(timer) })
+  const tail = output.trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')
+  if (timedOut) throw new Error(`${path.basename(command)} did not finish in ${timeoutMs} ms: ${tail}`)
+  if (code !== 0) throw new Error(`${path.basename(command)} exited with ${code}: ${tail}`)
 }
 
 /**
@@ -95,7 +112,7 @@ async function initialiseIfNeeded (binaries: Binaries, dataDir: string, runAs: R
   await prepareDataFolder(dataDir, runAs, async (target) => {
     // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
     try {
-      await run(binaries.initdb, ['--pgdata', target, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], runAs)
+      await run(binaries.initdb, ['--pgdata', target, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], runAs, INITDB_TIMEOUT_MS)
     } catch (error) {
       throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}: ${(error as Error).message}`, { cause: error })
     }
@@ -106,6 +123,8 @@ async function startServer (binaries: Binaries, dataDir: string, port: number, r
   const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const args = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200']
   const child = spawn(binaries.postgres, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  // A postmaster left running would hold PGDATA_DIR (postmaster.pid) and make the next start fail.
+  endWithProcess(child, 'SIGINT')
   const tail: string[] = []
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded PostgreSQL did not start in ${START_TIMEOUT_MS} ms: ${tail.join('\n')}`)) }, START_TIMEOUT_MS)
