@@ -47,7 +47,9 @@ export const EnvSchema = Type.Object({
     description: 'Idempotency keys are kept at least this long (then forgotten: the same key runs as new)',
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
-  LOG_PRETTY: Type.Boolean({ default: false }),
+  LOG_PRETTY: Type.Optional(Type.Boolean({
+    description: 'true: human-readable lines (pino-pretty); false: JSON lines; unset: pretty when stdout is a terminal',
+  })),
   API_TOKENS: Type.Optional(Type.String({
     // Comma-separated; each token 16+ visible ASCII characters other than a comma.
     pattern: '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$',

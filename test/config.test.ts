@@ -16,10 +16,17 @@ t.test('defaults', async (t) => {
     GROUP_COMMIT_MAX_BATCH: 512,
     IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
-    LOG_PRETTY: false,
     METRICS_ENABLED: true,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
+  t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')
+})
+
+t.test('LOG_PRETTY forces either way when set', async (t) => {
+  t.equal(loadConfig({ LOG_PRETTY: 'true' }, false).LOG_PRETTY, true)
+  t.equal(loadConfig({ LOG_PRETTY: 'false' }, false).LOG_PRETTY, false)
+  t.equal(loadConfig({ LOG_PRETTY: '' }, false).LOG_PRETTY, undefined, 'empty counts as unset')
+  t.throws(() => loadConfig({ LOG_PRETTY: 'sometimes' }, false), /LOG_PRETTY/)
 })
 
 t.test('values are coerced from strings', async (t) => {
