@@ -106,7 +106,10 @@ export async function startPgBouncer (options: PgBouncerOptions): Promise<PgBoun
     }
   })
   const log = (): string => tail.join('\n')
-  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
+  // If the test process dies (an uncaught error skips teardown), its PgBouncer must not outlive it.
+  const killOnExit = (): void => { child.kill('SIGKILL') }
+  process.once('exit', killOnExit)
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { process.removeListener('exit', killOnExit); resolve() }) })
   const end = async (signal: NodeJS.Signals): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill(signal)
