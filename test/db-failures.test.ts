@@ -46,12 +46,16 @@ async function until (what: string, check: () => Promise<boolean>, timeoutMs = 1
   }
 }
 
-/** A cluster of this test's own: ALTER SYSTEM on it touches nobody else. Stopped and removed in teardown. */
-async function ownCluster (t: Test): Promise<EmbeddedPostgres> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'balance-failures-'))
-  const cluster = await startEmbeddedPostgres({ dataDir, database: 'balance' })
-  t.teardown(async () => { await cluster.stop(); await rm(dataDir, { recursive: true, force: true }) })
-  return cluster
+/** A cluster of this file's own (one initdb for both tests that need one): ALTER SYSTEM on it touches nobody else. */
+let cluster: Promise<EmbeddedPostgres> | undefined
+async function ownCluster (): Promise<EmbeddedPostgres> {
+  cluster ??= (async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'balance-failures-'))
+    const started = await startEmbeddedPostgres({ dataDir, database: 'balance' })
+    t.teardown(async () => { await started.stop(); await rm(dataDir, { recursive: true, force: true }) })
+    return started
+  })()
+  return await cluster
 }
 
 async function serviceOn (t: Test, url: string, env: Record<string, string> = {}): Promise<{ app: Awaited<ReturnType<typeof buildApp>>, base: string }> {
@@ -67,7 +71,7 @@ async function syncRepWaiters (adminUrl: string): Promise<number[]> {
 }
 
 t.test('a commit the synchronous standby never confirmed is a 503; a retry with the key learns it committed', async (t) => {
-  const cluster = await ownCluster(t)
+  const cluster = await ownCluster()
   // A client-side guard (query_timeout = timeout + 2 s) far away: a 503 here can only come from the cancelled wait.
   const { app, base } = await serviceOn(t, cluster.url, { DB_STATEMENT_TIMEOUT_MS: '60000' })
   // And an instance whose guard fires soon, for the read timeout.
@@ -92,7 +96,9 @@ t.test('a commit the synchronous standby never confirmed is a 503; a retry with 
     // statement_timeout does not cover the wait at commit; pg's query_timeout (timeout + 2 s) does.
     const answer = await send(impatient, 'PATCH', '/api/balance', { userId: 1, amount: -5 })
     t.same([answer.status, answer.body.code], [503, 'DB_UNAVAILABLE'], 'answered 503 DB_UNAVAILABLE, not 500')
-    for (const pid of await syncRepWaiters(cluster.adminUrl)) await admin(cluster.adminUrl, `SELECT pg_cancel_backend(${pid})`)
+    const waiting = await syncRepWaiters(cluster.adminUrl)
+    t.equal(waiting.length, 1, 'PostgreSQL is still waiting at commit: its statement_timeout (1 s) did not end the wait')
+    for (const pid of waiting) await admin(cluster.adminUrl, `SELECT pg_cancel_backend(${pid})`)
   })
 
   t.test('the standby back: the retry with the same key replays the committed outcome', async (t) => {
@@ -109,8 +115,10 @@ t.test('a commit the synchronous standby never confirmed is a 503; a retry with 
 })
 
 t.test('a server answering read-only (25006, as a demoted primary or a standby would) is a 503', async (t) => {
-  const cluster = await ownCluster(t)
-  const { app, base } = await serviceOn(t, cluster.url)
+  const cluster = await ownCluster()
+  // Whatever the test before left (it resets what it sets, unless it failed half-way).
+  await admin(cluster.adminUrl, 'ALTER SYSTEM RESET ALL', 'SELECT pg_reload_conf()', 'CREATE DATABASE balance_read_only')
+  const { app, base } = await serviceOn(t, cluster.url.replace(/\/balance$/, '/balance_read_only'))
   t.same((await send(base, 'PATCH', '/api/balance', { userId: 1, amount: -1 })).status, 200, 'a change before')
   await admin(cluster.adminUrl, 'ALTER SYSTEM SET default_transaction_read_only = on', 'SELECT pg_reload_conf()')
   // Every pooled backend applies the reload before its next command.
@@ -123,7 +131,11 @@ t.test('a server answering read-only (25006, as a demoted primary or a standby w
 
 t.test('connections cut by PgBouncer are 503s, and the service recovers by itself', async (t) => {
   if (!haveSystemTools(t, [PGBOUNCER])) return
-  const { db, bouncer: first, apps, bases } = await behindPgBouncer(t, 'pgb_cuts', { env: { DB_STATEMENT_TIMEOUT_MS: '30000' } })
+  // server_login_retry (15 s by default): after KILL, PgBouncer waits this long before it opens server connections again.
+  const { db, bouncer: first, apps, bases } = await behindPgBouncer(t, 'pgb_cuts', {
+    env: { DB_STATEMENT_TIMEOUT_MS: '30000' },
+    bouncer: { settings: { server_login_retry: '1' } },
+  })
   const app = apps[0]!
   const base = bases[0]!
   let bouncer = first
@@ -139,19 +151,25 @@ t.test('connections cut by PgBouncer are 503s, and the service recovers by itsel
   }
 
   t.test('KILL on the admin console while requests wait on a lock', async (t) => {
+    const started = performance.now()
+    const phase = (what: string): void => { t.comment(`${what} at ${Math.round(performance.now() - started)} ms`) }
     await holder.query('SELECT pg_advisory_lock(1)')
     const pending = Promise.all([change(), change('kill-keyed')])
     await until('two requests waiting on the lock', async () => (await admin(db.url, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = \'Lock\' AND application_name = \'balance-api\''))[0]!.n === 2)
+    phase('both waiting')
     await bouncer.admin(`KILL ${db.name}`)
     const answers = await pending
+    phase('answered')
     t.same(answers.map((a) => `${a.status} ${String(a.body.code)}`), ['503 DB_UNAVAILABLE', '503 DB_UNAVAILABLE'], 'both cut requests: 503 DB_UNAVAILABLE')
     await holder.query('SELECT pg_advisory_unlock(1)')
     await bouncer.admin(`RESUME ${db.name}`)
+    phase('resumed')
     await recovered()
+    phase('recovered')
     t.pass('recovered after RESUME')
   })
 
-  t.test('RECONNECT and short server lifetimes are invisible to clients', async (t) => {
+  t.test('RECONNECT on the admin console is invisible to clients', async (t) => {
     const during = Promise.all(Array.from({ length: 200 }, async () => await change()))
     await bouncer.admin(`RECONNECT ${db.name}`)
     const answers = await during
