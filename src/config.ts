@@ -34,6 +34,16 @@ export const EnvSchema = Type.Object({
     description: 'What sits between the service and PostgreSQL: none (direct), or PgBouncer in transaction pooling mode',
   }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
+  GROUP_COMMIT: Type.Enum(['on', 'off'], {
+    default: 'on',
+    description: 'on: changes to one user that arrive while its previous statement is in flight share the next transaction',
+  }),
+  GROUP_COMMIT_MAX_BATCH: Type.Integer({
+    minimum: 1,
+    maximum: 4096,
+    default: 512,
+    description: 'Most changes one group-commit transaction carries',
+  }),
   IDEMPOTENCY_TTL_HOURS: Type.Integer({
     minimum: 1,
     maximum: 8760,

@@ -16,6 +16,8 @@ interface PoolStats { size: number, available: number, using: number, waiting: n
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const TRANSACTION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+/** Changes per group-commit statement: powers of two up to the largest cap (GROUP_COMMIT_MAX_BATCH ≤ 4096). */
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 const UNMATCHED_ROUTE = '(unmatched)'
 /** The scrape-time lock query gives up after this; the gauge then keeps its last value. */
 const LOCK_QUERY_TIMEOUT_MS = 1_000
@@ -57,6 +59,19 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
     help: 'Time of the strategy call (pool wait + the change\'s transaction), by strategy and result',
     labelNames: ['strategy', 'result'] as const,
     buckets: TRANSACTION_BUCKETS,
+    registers: [registry],
+  })
+  const batchSize = new Histogram({
+    name: 'balance_batch_size',
+    help: 'Changes per statement sent by group commit (1: a lone change), by strategy; its _count is the batches sent',
+    labelNames: ['strategy'] as const,
+    buckets: BATCH_SIZE_BUCKETS,
+    registers: [registry],
+  })
+  const batches = new Counter({
+    name: 'balance_batches_total',
+    help: 'Statements (transactions) group commit sent for balance changes, by strategy',
+    labelNames: ['strategy'] as const,
     registers: [registry],
   })
 
@@ -101,6 +116,10 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
       else if (REFUSALS.has(result)) refused.inc({ strategy, reason: result })
       else failed.inc({ strategy, reason: result })
       transaction.observe({ strategy, result }, seconds)
+    },
+    batchFinished (strategy, size) {
+      batchSize.observe({ strategy }, size)
+      batches.inc({ strategy })
     },
   }
   return { observer, httpDuration }

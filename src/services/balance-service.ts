@@ -3,11 +3,9 @@ import {
   BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
-import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
-import { createUser, historyPage, type JournalEntryView } from '../db/ledger.js'
-import type { defineModels } from '../db/models.js'
-import type { BalanceStrategy, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
+import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
+import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
 
 export interface AppliedChange {
@@ -74,7 +72,7 @@ export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
  * Told about every change the service makes (metrics). Called on the hot path: must be cheap and must not throw.
  * `seconds` is the time of the strategy call alone (its transaction), not of the HTTP request.
  */
-export interface BalanceObserver {
+export interface BalanceObserver extends BatchObserver {
   changeFinished: (strategy: string, result: ChangeResult, seconds: number) => void
 }
 
@@ -86,7 +84,6 @@ export interface BalanceObserver {
 export class BalanceService {
   constructor (
     private readonly sequelize: Sequelize,
-    private readonly models: ReturnType<typeof defineModels>,
     readonly strategy: BalanceStrategy,
     private readonly idempotency: Idempotency,
   ) {}
@@ -96,6 +93,7 @@ export class BalanceService {
   /** Sets the one observer told about every change (none by default). */
   observe (observer: BalanceObserver): void {
     this.observer = observer
+    this.strategy.observe?.(observer)
   }
 
   /** The keyless hot path: exactly the strategy's one statement. */
@@ -128,14 +126,9 @@ export class BalanceService {
   }
 
   async getUser (id: number): Promise<UserView> {
-    const user = await this.guard(async () => await this.models.User.findByPk(id, { raw: true }))
+    const user = await this.guard(async () => await readUser(this.sequelize, id))
     if (user === null) throw new UserNotFoundError(id)
-    return {
-      id: toSafeInteger(user.id, 'user id'),
-      balance: assertBalanceInBounds(toSafeInteger(user.balance, 'balance')),
-      createdAt: user.createdAt,
-      updatedAt: user.updatedAt,
-    }
+    return user
   }
 
   /** One page of a user's journal, newest first; `before` is a previous page's nextCursor. */

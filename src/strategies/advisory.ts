@@ -25,6 +25,7 @@ export const ADVISORY_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_tr
 export function advisoryStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'advisory',
+    batchLock: 'advisory',
     ...ledgerMethods(sequelize, { changeKeyedSql: ADVISORY_CHANGE_KEYED_SQL, transferSql: ADVISORY_TRANSFER_SQL }),
     async change ({ userId, amount }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).

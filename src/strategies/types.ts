@@ -1,5 +1,6 @@
 import type { Sequelize } from 'sequelize'
 import type { StrategyName } from '../config.js'
+import type { BatchLock } from './batch.js'
 
 /** One balance change as the service asks for it: already validated (safe integers, amount ≠ 0, userId ≥ 1). */
 export interface ChangeRequest {
@@ -59,12 +60,21 @@ export type Keyed<T> =
  */
 export interface BalanceStrategy {
   readonly name: StrategyName
+  /** How a batch of this strategy's changes to one user locks that user (src/strategies/batch.ts). */
+  readonly batchLock: BatchLock
   /** The keyless hot path: one statement, nothing else (the bench drives the same SQL). */
   change: (request: ChangeRequest) => Promise<ChangeOutcome>
   /** The same change under an idempotency key: claim, change, store, in one transaction and one round trip. */
   changeKeyed: (request: ChangeRequest, claim: IdempotencyClaim) => Promise<Keyed<ChangeOutcome>>
   /** Both balance updates and both journal legs, or nothing; deadlock-free between opposite transfers. */
   transfer: (request: TransferRequest, claim?: IdempotencyClaim) => Promise<Keyed<TransferOutcome>>
+  /** Strategies that batch (group commit) report each statement's batch size here. */
+  observe?: (observer: BatchObserver) => void
+}
+
+/** Told about every statement group commit sends (a lone change is a batch of 1). Cheap; must not throw. */
+export interface BatchObserver {
+  batchFinished: (strategy: StrategyName, size: number) => void
 }
 
 export type StrategyFactory = (sequelize: Sequelize) => BalanceStrategy

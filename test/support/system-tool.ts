@@ -30,6 +30,6 @@ export function haveSystemTools (t: Test, tools: SystemTool[]): boolean {
   const reason = missingTools(tools)
   if (reason === undefined) return true
   if (requireSystemTools) t.fail(`${reason} (REQUIRE_SYSTEM_TOOLS=1)`)
-  else void t.skip(reason, () => {})
+  else t.plan(0, `skipped: ${reason}`)
   return false
 }

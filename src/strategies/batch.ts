@@ -1,0 +1,84 @@
+import type { Sequelize } from 'sequelize'
+import { hotQuery } from '../db/hot-query.js'
+import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
+import { changeFromJson, toChangeOutcome } from './outcome.js'
+import type { ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
+
+/**
+ * Several changes to ONE user in one transaction and one round trip: balance_change_batch() (db/migrations/0006).
+ * Every strategy batches through the same function; what differs is how it locks the user:
+ * - 'advisory': pg_advisory_xact_lock(userId), as the advisory strategy's single change and transfers do;
+ * - 'row': SELECT … FOR UPDATE, as row-lock's change and every transfer of row-lock and atomic do. atomic's
+ *   single change is one conditional UPDATE with no read before its write; a batch must check each change against
+ *   the running balance, so it reads once under the row lock (the same lock atomic's UPDATE and transfers take).
+ */
+export type BatchLock = 'advisory' | 'row'
+
+/**
+ * Binds [lock, userId, amounts[], keys[], fingerprints[], MIN_BALANCE, MAX_BALANCE, ttlSeconds, purgeLimit];
+ * one row per amount, in input order. Exported for bench/'s batched database ceiling.
+ */
+export const BATCH_CHANGE_SQL = 'SELECT ord, idempotency, outcome, balance, entry_id, result FROM balance_change_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)'
+const BATCH_CHANGE = { name: 'balance_change_batch_v1', text: BATCH_CHANGE_SQL }
+
+/** One change of a batch: keyless, or under an idempotency key (then its answer is Keyed). */
+export interface BatchItem {
+  request: ChangeRequest
+  claim?: IdempotencyClaim
+}
+
+/** What each item gets back: a plain outcome for a keyless item, a Keyed outcome for a keyed one. */
+export type BatchAnswer =
+  | { keyed: false, outcome: ChangeOutcome }
+  | { keyed: true, result: Keyed<ChangeOutcome> }
+
+interface BatchRow {
+  ord: number
+  idempotency: string | null
+  outcome: string | null
+  balance: string | null
+  entry_id: string | null
+  result: unknown
+}
+
+function toAnswer (item: BatchItem, row: BatchRow | undefined, position: number): BatchAnswer {
+  if (row === undefined || row.ord !== position) throw new Error(`invariant: batch row ${position} missing or out of order`)
+  if (item.claim === undefined) {
+    if (row.idempotency !== null || row.outcome === null) throw new Error('invariant: a keyless batch item came back keyed')
+    return { keyed: false, outcome: toChangeOutcome({ outcome: row.outcome, balance: row.balance, entry_id: row.entry_id }) }
+  }
+  switch (row.idempotency) {
+    case 'executed':
+    case 'replayed':
+      return { keyed: true, result: { idempotency: row.idempotency, outcome: changeFromJson(row.result) } }
+    case 'reused':
+      return { keyed: true, result: { idempotency: 'reused' } }
+    default:
+      throw new Error(`invariant: unknown batch idempotency state ${String(row.idempotency)}`)
+  }
+}
+
+/**
+ * Runs the batch: all items must name the same user. Keyed items must share one ttl and purge limit (they come from
+ * one service's Idempotency settings). Answers come back in item order.
+ */
+export async function runBatch (sequelize: Sequelize, lock: BatchLock, items: BatchItem[]): Promise<BatchAnswer[]> {
+  const first = items[0]
+  if (first === undefined) return []
+  const userId = first.request.userId
+  const claim = items.find((item) => item.claim !== undefined)?.claim
+  const amounts: number[] = []
+  const keys: Array<string | null> = []
+  const fingerprints: Array<string | null> = []
+  for (const item of items) {
+    if (item.request.userId !== userId) throw new Error('invariant: a batch mixes users')
+    amounts.push(item.request.amount)
+    keys.push(item.claim?.key ?? null)
+    fingerprints.push(item.claim?.fingerprint ?? null)
+  }
+  const rows = await hotQuery<BatchRow>(sequelize, BATCH_CHANGE, [
+    lock, userId, amounts, keys, fingerprints, MIN_BALANCE, MAX_BALANCE, claim?.ttlSeconds ?? null, claim?.purgeLimit ?? null,
+  ])
+  if (rows.length !== items.length) throw new Error(`invariant: a batch of ${items.length} returned ${rows.length} rows`)
+  return items.map((item, index) => toAnswer(item, rows[index], index + 1))
+}
