@@ -3,7 +3,8 @@ import t from 'tap'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { build, buildBehindProxy, checkBooksAfterFaults, listen, strategies } from './helper.js'
-import { send, sleep, type Outcome } from './support/load.js'
+import { BalanceApiError, BalanceClient, BalanceClientError, BalanceNetworkError, type ChangeBalanceInput, type TransferInput } from '../src/client/index.js'
+import { send, sleep } from './support/load.js'
 
 /**
  * Clients that retry with an Idempotency-Key converge to exactly-once (issue 6, part 2): while the service's
@@ -24,7 +25,8 @@ interface Operation {
   legs: number
 }
 
-interface Settled { operation: Operation, final: Outcome, attempts: number, ambiguous: number, replayedAfter503: boolean }
+/** `final`: the status of the answer the client ended with, or its network failure code. */
+interface Settled { operation: Operation, final: number | string, attempts: number, ambiguous: number, replayedAfter503: boolean }
 
 async function connect (url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: 'fault-injector' })
@@ -32,21 +34,43 @@ async function connect (url: string): Promise<pg.Client> {
   return client
 }
 
-/** Sends an operation until it gets an answer that is not a 503 (or a lost connection), at most MAX_ATTEMPTS times. */
-async function untilAnswered (base: string, operation: Operation): Promise<Settled> {
-  let ambiguous = 0
-  let outcome: Outcome | undefined
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-    outcome = await send(base, operation.method, operation.path, operation.body, { 'idempotency-key': operation.key }, CLIENT_TIMEOUT_MS)
-    const unavailable = !outcome.ok || (outcome.reply.status === 503 && outcome.reply.body.code === 'DB_UNAVAILABLE')
-    if (!unavailable) {
-      const replayedAfter503 = ambiguous > 0 && outcome.ok && outcome.reply.headers.get('idempotent-replayed') === 'true'
-      return { operation, final: outcome, attempts: attempt, ambiguous, replayedAfter503 }
-    }
-    ambiguous += 1
-    await sleep(Math.min(500, 20 * attempt))
+/**
+ * Sends an operation with the client (the project's one retry logic: the same Idempotency-Key on every attempt,
+ * a 503 or a lost connection retried with backoff, a 4xx never) until it gets a real answer, at most MAX_ATTEMPTS
+ * attempts. The client's onAttempt shows each attempt, so the 503s before the answer are counted here.
+ */
+function retryingClient (base: string): { untilAnswered: (operation: Operation) => Promise<Settled> } {
+  const ambiguousByKey = new Map<string, number>()
+  const client = new BalanceClient({
+    baseUrl: base,
+    timeoutMs: CLIENT_TIMEOUT_MS,
+    retry: { maxAttempts: MAX_ATTEMPTS, maxElapsedMs: 120_000, baseDelayMs: 20, maxDelayMs: 500 },
+    onAttempt: (attempt) => {
+      if (attempt.retrying) ambiguousByKey.set(attempt.idempotencyKey!, (ambiguousByKey.get(attempt.idempotencyKey!) ?? 0) + 1)
+    },
+  })
+  return {
+    untilAnswered: async (operation) => {
+      const options = { idempotencyKey: operation.key }
+      let final: number | string
+      let attempts: number
+      let replayed = false
+      try {
+        const result = operation.method === 'PATCH'
+          ? await client.changeBalance(operation.body as ChangeBalanceInput, options)
+          : await client.transfer(operation.body as TransferInput, options)
+        final = result.status
+        attempts = result.attempts
+        replayed = result.replayed
+      } catch (error) {
+        if (!(error instanceof BalanceClientError)) throw error
+        final = error instanceof BalanceApiError ? error.status : (error as BalanceNetworkError).reason
+        attempts = error.attempts
+      }
+      const ambiguous = ambiguousByKey.get(operation.key) ?? 0
+      return { operation, final, attempts, ambiguous, replayedAfter503: ambiguous > 0 && replayed }
+    },
   }
-  return { operation, final: outcome!, attempts: MAX_ATTEMPTS, ambiguous, replayedAfter503: false }
 }
 
 const keeper = await createThrowawayDatabase('retries-keeper')
@@ -83,18 +107,19 @@ for (const strategy of strategies) {
       }
     })()
     const settled: Settled[] = []
+    const { untilAnswered } = retryingClient(base)
     let next = 0
     await Promise.all(Array.from({ length: 12 }, async () => {
       while (next < operations.length) {
         const operation = operations[next]!
         next += 1
-        settled.push(await untilAnswered(base, operation))
+        settled.push(await untilAnswered(operation))
       }
     }))
     done = true
     await killer
 
-    const finals = settled.map(({ final }) => final.ok ? final.reply.status : final.error)
+    const finals = settled.map(({ final }) => final)
     const byStatus: Record<string, number> = {}
     for (const status of finals) byStatus[status] = (byStatus[status] ?? 0) + 1
     const retried = settled.filter(({ ambiguous }) => ambiguous > 0).length
@@ -106,9 +131,9 @@ for (const strategy of strategies) {
       WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key`)).rows
     const entriesByKey = new Map(rows.map((row) => [row.idempotency_key, Number(row.n)]))
     const wrong = settled.filter(({ operation, final }) => {
-      const expected = final.ok && final.reply.status < 300 ? operation.legs : 0
+      const expected = typeof final === 'number' && final < 300 ? operation.legs : 0
       return (entriesByKey.get(operation.key) ?? 0) !== expected
-    }).map(({ operation, final }) => `${operation.key}: ${entriesByKey.get(operation.key) ?? 0} entries after ${final.ok ? final.reply.status : final.error}`)
+    }).map(({ operation, final }) => `${operation.key}: ${entriesByKey.get(operation.key) ?? 0} entries after ${final}`)
     t.same(wrong, [], 'each logical operation is in the journal exactly as its final answer says: once per leg for a 2xx, never for a 409')
     const report = await checkBooksAfterFaults(app.sequelize)
     t.ok(report.ok, formatReport(report))
@@ -135,14 +160,13 @@ t.test('the reply to a committed change is lost: 503, and the retry with the sam
     const committed = (await admin.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries WHERE idempotency_key = $1', [key])).rows[0]
     t.equal(Number(committed?.n), legs, `${key}: yet it committed (${legs} journal entries carry the key)`)
 
-    let retry: Outcome | undefined
-    for (let attempt = 0; attempt < 20; attempt += 1) {
-      retry = await send(base, method, path, body, { 'idempotency-key': key }, CLIENT_TIMEOUT_MS)
-      if (retry.ok && retry.reply.status !== 503) break
-      await sleep(100)
-    }
-    t.match(retry, { ok: true, reply: { status: method === 'PATCH' ? 200 : 201 } }, `${key}: the retry gets the real answer`)
-    t.equal(retry?.ok === true ? retry.reply.headers.get('idempotent-replayed') : null, 'true', `${key}: replayed from the committed result`)
+    // The client asks again with the same key (retrying while the pool reconnects) and learns the committed result.
+    const client = new BalanceClient({ baseUrl: base, timeoutMs: CLIENT_TIMEOUT_MS, retry: { maxAttempts: 20, baseDelayMs: 50, maxDelayMs: 200 } })
+    const retry = method === 'PATCH'
+      ? await client.changeBalance(body as ChangeBalanceInput, { idempotencyKey: key })
+      : await client.transfer(body as TransferInput, { idempotencyKey: key })
+    t.equal(retry.status, method === 'PATCH' ? 200 : 201, `${key}: the retry gets the real answer`)
+    t.equal(retry.replayed, true, `${key}: replayed from the committed result`)
     const after = (await admin.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries WHERE idempotency_key = $1', [key])).rows[0]
     t.equal(Number(after?.n), legs, `${key}: still exactly once in the journal`)
   }
