@@ -190,7 +190,14 @@ t.test('several base URLs: a request that cannot connect moves to the next one w
   ], 'the dead one first, then the next, same key')
   attempts.length = 0
   await client.changeBalance({ userId: 1, amount: -2 })
-  t.same(attempts.map((a) => a.url), [live], 'later requests start on the instance that answered')
+  t.same(attempts.map((a) => a.url), [live], 'later requests skip the one that refused (failbackAfterMs, 5 s by default)')
+
+  const failback = new BalanceClient({ baseUrl: [dead, live], failbackAfterMs: 50, retry: FAST, onAttempt: (attempt) => attempts.push(attempt) })
+  await failback.getUser(1)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  attempts.length = 0
+  await failback.getUser(1)
+  t.same(attempts.map((a) => a.url), [dead, live], 'after failbackAfterMs the first base URL is tried first again')
   t.equal(await journalByKey(db.url, 'failover-1'), 1, 'applied once')
 })
 

@@ -56,8 +56,13 @@ export interface AttemptInfo {
 }
 
 export interface BalanceClientOptions {
-  /** The service, or several instances of it: a request that cannot connect moves on to the next one. */
+  /**
+   * The service, or several instances of it, in order of preference: a request that cannot connect moves on to the
+   * next one (same key), and new requests skip that one for `failbackAfterMs`.
+   */
   baseUrl: string | readonly string[]
+  /** How long a base URL that refused a connection is skipped by new requests before it is tried first again (default 5000). */
+  failbackAfterMs?: number
   /** A bearer token (one of the service's API_TOKENS); sent with every request when set. */
   token?: string
   /** Per-attempt timeout in milliseconds (default 10000); a timeout is retried like a lost connection. */
@@ -97,6 +102,7 @@ export interface WriteResult<T> {
 export interface HistoryOptions extends RequestOptions, HistoryQuery {}
 
 export const DEFAULT_TIMEOUT_MS = 10_000
+export const DEFAULT_FAILBACK_AFTER_MS = 5_000
 export const DEFAULT_RETRY: Required<RetryOptions> = { maxAttempts: 5, maxElapsedMs: 30_000, baseDelayMs: 100, maxDelayMs: 2_000 }
 /** Answers that mean "not now" rather than an outcome: retried (with the same key for writes). */
 const RETRY_STATUSES = new Set([502, 503, 504])
@@ -183,8 +189,9 @@ export class BalanceClient {
   private readonly timeoutMs: number
   private readonly retry: Required<RetryOptions>
   private readonly onAttempt: ((attempt: AttemptInfo) => void) | undefined
-  /** The base URL new requests start on: moves on when one cannot be reached. */
-  private preferred = 0
+  private readonly failbackAfterMs: number
+  /** Per base URL: until when new requests skip it (it refused a connection); 0 = usable. */
+  private readonly downUntil: number[]
 
   constructor (options: BalanceClientOptions) {
     const urls = typeof options.baseUrl === 'string' ? [options.baseUrl] : [...options.baseUrl]
@@ -196,6 +203,8 @@ export class BalanceClient {
     })
     this.token = options.token
     this.timeoutMs = positive(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', 1)
+    this.failbackAfterMs = positive(options.failbackAfterMs ?? DEFAULT_FAILBACK_AFTER_MS, 'failbackAfterMs', 0)
+    this.downUntil = this.baseUrls.map(() => 0)
     this.retry = retryPolicy(options.retry)
     this.onAttempt = options.onAttempt
   }
@@ -269,7 +278,7 @@ export class BalanceClient {
     const signal = call.options.signal
     const started = performance.now()
     const deadline = started + policy.maxElapsedMs
-    let index = this.preferred
+    let index = this.startIndex()
     let backoffs = 0
     /** Base URLs that failed to connect since the last backoff: while some are untried, the next goes at once. */
     const unreachable = new Set<number>()
@@ -298,10 +307,13 @@ export class BalanceClient {
           this.report(call, url, attempt, undefined, result.reason, now - sentAt, false)
           throw new BalanceNetworkError(result.reason, url, summary('aborted'), result.error)
         }
-        // Another instance may answer: the next attempt goes to the next base URL, and so do later requests.
-        if (CONNECT_FAILURES.has(result.reason)) unreachable.add(index)
+        // Another instance may answer: the next attempt goes to the next base URL; one that refused the connection
+        // is skipped by new requests for a while.
+        if (CONNECT_FAILURES.has(result.reason)) {
+          unreachable.add(index)
+          this.downUntil[index] = now + this.failbackAfterMs
+        }
         index = (index + 1) % this.baseUrls.length
-        this.preferred = index
         delay = CONNECT_FAILURES.has(result.reason) && !unreachable.has(index) ? 0 : backoffDelay(policy, backoffs)
       }
 
@@ -317,6 +329,17 @@ export class BalanceClient {
         await sleep(delay, signal)
       }
     }
+  }
+
+  /** The first base URL, in the given order, not skipped after a refused connection; else the one skipped longest ago. */
+  private startIndex (): number {
+    const now = performance.now()
+    let earliest = 0
+    for (let index = 0; index < this.downUntil.length; index += 1) {
+      if (this.downUntil[index]! <= now) return index
+      if (this.downUntil[index]! < this.downUntil[earliest]!) earliest = index
+    }
+    return earliest
   }
 
   /** One HTTP exchange, body read in full; any failure to get a whole answer is a `failure`. */

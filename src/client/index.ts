@@ -4,6 +4,7 @@
  */
 export {
   BalanceClient,
+  DEFAULT_FAILBACK_AFTER_MS,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUT_MS,
   ROUTE_METHODS,
