@@ -1,3 +1,4 @@
+import http from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import t from 'tap'
@@ -174,6 +175,25 @@ t.test('retries stop at their bounds and say so: a base URL nobody listens on', 
   t.throws(() => new BalanceClient({ baseUrl: 'ftp://x' }), RangeError)
   t.throws(() => new BalanceClient({ baseUrl: dead, retry: { maxAttempts: 0 } }), RangeError)
   await t.rejects(client.changeBalance({ userId: 1, amount: 1 }, { idempotencyKey: '' }), RangeError, 'an empty key is refused before sending')
+})
+
+t.test('a timeout is retried with the same key, and bounded: a server that accepts and never answers', async (t) => {
+  const requests: string[] = []
+  const silent = http.createServer((request) => { requests.push(String(request.headers['idempotency-key'])) })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    silent.closeAllConnections()
+    await new Promise((resolve) => silent.close(resolve))
+  })
+  const address = silent.address() as { port: number }
+  const attempts: AttemptInfo[] = []
+  const client = new BalanceClient({ baseUrl: `http://127.0.0.1:${address.port}`, timeoutMs: 60_000, retry: { maxAttempts: 2, ...FAST }, onAttempt: (a) => attempts.push(a) })
+  const error = await rejection(client.changeBalance({ userId: 1, amount: 1 }, { idempotencyKey: 'silent-1', timeoutMs: 300 }))
+  t.type(error, BalanceNetworkError)
+  t.match(error, { reason: 'TIMEOUT', attempts: 2, stoppedBy: 'attempts', idempotencyKey: 'silent-1' }, 'the per-request timeout (300 ms) overrides the client\'s (60 s)')
+  t.same(attempts.map((a) => a.code), ['TIMEOUT', 'TIMEOUT'])
+  // An attempt aborted before the server parsed it never shows up there; each one that did carried the same key.
+  t.ok(requests.length >= 1 && requests.length <= 2 && requests.every((key) => key === 'silent-1'), `the server saw ${JSON.stringify(requests)}: the same key each time`)
 })
 
 t.test('several base URLs: a request that cannot connect moves to the next one with the same key', async (t) => {
