@@ -266,7 +266,7 @@ t.test('replies lost after the commit (a proxy in front of the service drops the
   const fulfilled = results.map((r) => r.status === 'fulfilled' ? r.value : undefined)
   const retried = attempts.filter((a) => a.retrying)
   t.equal(retried.length, 12, 'each lost reply was followed by a retry with the same key')
-  t.same(retried.map((a) => a.code), Array(12).fill('UND_ERR_SOCKET'), 'each a lost connection (undici: other side closed)')
+  t.same(retried.filter((a) => a.code !== 'UND_ERR_SOCKET' && a.code !== 'ECONNRESET'), [], 'each a lost connection (undici: other side closed, or reset)')
   const lost = new Set(retried.map((a) => a.idempotencyKey))
   const replayed = fulfilled.filter((r) => r?.replayed === true).map((r) => r!.idempotencyKey)
   t.same(new Set(replayed), lost, 'exactly those got their committed answer replayed (Idempotent-Replayed)')
