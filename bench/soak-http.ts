@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { BalanceApiError, BalanceClient, BalanceNetworkError, DatabaseUnavailableError, InsufficientFundsError, type AttemptInfo, type ChangeBalanceInput, type TransferInput } from '../src/client/index.js'
 
 /**
  * A small keep-alive JSON client for the soak, one per service instance. Every request is bounded: no answer within
@@ -63,5 +64,50 @@ export class HttpClient {
 
   close (): void {
     this.agent.destroy()
+  }
+}
+
+/**
+ * The soak's writers run on the project's client (balance-api/client): one retry logic for the project. Each writer
+ * gets its own client over every instance, starting on a different one so the writers spread; the client keeps the
+ * operation's Idempotency-Key on every attempt, retries a 503, a lost connection or a timeout with backoff, and moves
+ * to the next instance when one cannot be reached (a killed instance). `onAttempt` shows the soak every attempt, so
+ * it still counts each 503 and flags each timeout or other 5xx as before.
+ */
+export function writerClient (urls: string[], index: number, timeoutMs: number, maxAttempts: number, onAttempt: (attempt: AttemptInfo) => void): BalanceClient {
+  const rotated = urls.map((_, position) => urls[(index + position) % urls.length]!)
+  return new BalanceClient({
+    baseUrl: rotated,
+    timeoutMs,
+    retry: { maxAttempts, maxElapsedMs: 2 * timeoutMs, baseDelayMs: 25, maxDelayMs: 1000 },
+    onAttempt,
+  })
+}
+
+export interface SoakWrite { key: string, method: 'PATCH' | 'POST', path: string, body: Record<string, number> }
+
+/**
+ * What became of a write: acknowledged (2xx; `replayed` when the answer came from its key after an ambiguous
+ * attempt), refused (409 INSUFFICIENT_FUNDS), unknown (still a 503 or no answer when the bounds ran out), or
+ * unexpected (any other answer: a violation for the soak).
+ */
+export type SoakWriteOutcome =
+  | { final: 'acknowledged', attempts: number, replayed: boolean }
+  | { final: 'refused', attempts: number }
+  | { final: 'unknown', attempts: number }
+  | { final: 'unexpected', attempts: number, detail: string }
+
+export async function sendWrite (api: BalanceClient, write: SoakWrite, maxAttempts: number): Promise<SoakWriteOutcome> {
+  const options = { idempotencyKey: write.key, retry: { maxAttempts } }
+  try {
+    const result = write.path === '/api/transfers'
+      ? await api.transfer(write.body as TransferInput, options)
+      : await api.changeBalance(write.body as ChangeBalanceInput, options)
+    return { final: 'acknowledged', attempts: result.attempts, replayed: result.replayed }
+  } catch (error) {
+    if (error instanceof InsufficientFundsError) return { final: 'refused', attempts: error.attempts }
+    if (error instanceof DatabaseUnavailableError || error instanceof BalanceNetworkError) return { final: 'unknown', attempts: error.attempts }
+    if (error instanceof BalanceApiError) return { final: 'unexpected', attempts: error.attempts, detail: `${error.status} ${JSON.stringify(error.body).slice(0, 200)}` }
+    throw error
   }
 }

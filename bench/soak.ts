@@ -8,7 +8,7 @@ import { checkBooks } from '../src/db/check-books.js'
 import { freePort } from '../src/db/embedded-postgres.js'
 import { createSequelize } from '../src/plugins/database.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
-import { HttpClient, type HttpResult } from './soak-http.js'
+import { HttpClient, sendWrite, writerClient, type HttpResult } from './soak-http.js'
 import { Instance } from './soak-instances.js'
 import { findProjectRoot } from './project-root.js'
 import { writeReliabilityReport } from './reliability-report.js'
@@ -156,19 +156,29 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const errors: Record<string, number> = {}
     let requests = 0
     let next = 0
+    /** Every request sent, by the raw client or the writers' balance-api/client: counted, and checked. */
+    const observe = (method: string, url: string, result: HttpResult): void => {
+      requests += 1
+      if (result.kind === 'answer') bump(byStatus, String(result.status))
+      else bump(errors, result.error)
+      if (result.kind === 'error' && ['CLIENT_TIMEOUT', 'TIMEOUT'].includes(result.error)) fail(`${method} ${url}: no answer within the client timeout`)
+      if (result.kind === 'answer' && result.status >= 500 && result.status !== 503) fail(`${method} ${url}: ${result.status} ${JSON.stringify(result.body).slice(0, 300)}`)
+      if (result.kind === 'answer' && result.status === 503 && result.body.code !== 'DB_UNAVAILABLE') fail(`${method} ${url}: 503 without DB_UNAVAILABLE: ${JSON.stringify(result.body).slice(0, 200)}`)
+    }
     /** Sends to the instances in turn; a retry goes to the next one. */
     const call = async (method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResult> => {
       const client = clients[next % clients.length]!
       next += 1
-      requests += 1
       const result = await client.request(method, url, body, headers)
-      if (result.kind === 'answer') bump(byStatus, String(result.status))
-      else bump(errors, result.error)
-      if (result.kind === 'error' && result.error === 'CLIENT_TIMEOUT') fail(`${method} ${url}: no answer within the client timeout`)
-      if (result.kind === 'answer' && result.status >= 500 && result.status !== 503) fail(`${method} ${url}: ${result.status} ${JSON.stringify(result.body).slice(0, 300)}`)
-      if (result.kind === 'answer' && result.status === 503 && result.body.code !== 'DB_UNAVAILABLE') fail(`${method} ${url}: 503 without DB_UNAVAILABLE: ${JSON.stringify(result.body).slice(0, 200)}`)
+      observe(method, url, result)
       return result
     }
+    /** The writers' clients (balance-api/client, one retry logic); each attempt is observed like a raw request. */
+    const writerApis = Array.from({ length: options.clients }, (_, index) => writerClient(instances.map((instance) => instance.url), index, CLIENT_TIMEOUT_MS, MAX_ATTEMPTS, (attempt) => {
+      observe(attempt.method, attempt.path, attempt.status === undefined
+        ? { kind: 'error', error: attempt.code ?? 'unknown' }
+        : { kind: 'answer', status: attempt.status, body: { code: attempt.code }, replayed: false })
+    }))
 
     // 2. Users, each created under a key and retried until it exists.
     const userIds = [1]
@@ -219,25 +229,14 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       return { key, kind: deposit ? 'deposit' : 'withdrawal', method: 'PATCH', path: '/api/balance', body: { userId: pick(), amount: deposit ? amount : -amount }, legs: 1, delta: deposit ? amount : -amount }
     }
 
-    /** One logical operation: sent, and re-sent with its key after anything ambiguous. */
-    const perform = async (operation: Operation, attempts: number): Promise<Final> => {
-      let ambiguous = 0
-      for (let attempt = 1; attempt <= attempts && aborted === undefined; attempt += 1) {
-        const result = await call(operation.method, operation.path, operation.body, { 'idempotency-key': operation.key })
-        if (result.kind === 'answer' && result.status !== 503) {
-          if (result.status === 200 || result.status === 201) {
-            if (ambiguous > 0 && result.replayed) replayedAfterAmbiguity += 1
-            return 'acknowledged'
-          }
-          if (result.status === 409 && result.body.code === 'INSUFFICIENT_FUNDS') return 'refused'
-          fail(`${operation.key} ${operation.method} ${operation.path} ${JSON.stringify(operation.body)}: ${result.status} ${JSON.stringify(result.body).slice(0, 200)}`)
-          return 'refused'
-        }
-        ambiguous += 1
-        ambiguousAttempts += 1
-        await sleep(Math.min(1000, 25 * attempt))
-      }
-      return 'unknown'
+    /** One logical operation: sent, and re-sent with its key after anything ambiguous (by the client). */
+    const perform = async (operation: Operation, attempts: number, writer = 0): Promise<Final> => {
+      const outcome = await sendWrite(writerApis[writer % writerApis.length]!, operation, attempts)
+      ambiguousAttempts += outcome.final === 'unknown' ? outcome.attempts : outcome.attempts - 1
+      if (outcome.final === 'acknowledged' && outcome.attempts > 1 && outcome.replayed) replayedAfterAmbiguity += 1
+      if (outcome.final !== 'unexpected') return outcome.final
+      fail(`${operation.key} ${operation.method} ${operation.path} ${JSON.stringify(operation.body)}: ${outcome.detail}`)
+      return 'refused'
     }
 
     const settle = (operation: Operation, final: Final): void => {
@@ -257,7 +256,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       for (let sequence = 0; running(); sequence += 1) {
         const operation = makeOperation(clientIndex, sequence)
         byKind[operation.kind] += 1
-        settle(operation, await perform(operation, MAX_ATTEMPTS))
+        settle(operation, await perform(operation, MAX_ATTEMPTS, clientIndex))
       }
     })
 

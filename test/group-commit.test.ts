@@ -7,7 +7,7 @@ import type { StrategyName } from '../src/config.js'
 import { Idempotency } from '../src/services/idempotency.js'
 import { formatReport } from '../src/db/check-books.js'
 import { build, checkBooksAfterFaults, listen, strategies } from './helper.js'
-import { backendKiller, connect, exactlyOnceMismatches, untilAnswered, type Operation, type Settled } from './support/retry.js'
+import { backendKiller, connect, exactlyOnceMismatches, retryingClient, type Operation, type Settled } from './support/retry.js'
 import { assertBooksBalance, journal, newUser, request, type JournalRow } from './support/ledger.js'
 
 /**
@@ -251,6 +251,7 @@ for (const strategy of strategies) {
       legs: 1,
     }))
     const killer = backendKiller(admin, 50, 60)
+    const { untilAnswered } = retryingClient(base)
     const settled: Settled[] = []
     let next = 0
     const firstAnswers: Record<string, number> = {}
@@ -258,14 +259,14 @@ for (const strategy of strategies) {
       while (next < operations.length) {
         const operation = operations[next]!
         next += 1
-        const result = await untilAnswered(base, operation)
-        const first = result.ambiguous > 0 ? '503 or lost' : String(result.final.ok ? result.final.reply.status : result.final.error)
+        const result = await untilAnswered(operation)
+        const first = result.ambiguous > 0 ? '503 or lost' : String(result.final)
         firstAnswers[first] = (firstAnswers[first] ?? 0) + 1
         settled.push(result)
       }
     }))
     const terminated = await killer.stop()
-    const finals = settled.map(({ final }) => final.ok ? final.reply.status : final.error)
+    const finals = settled.map(({ final }) => final)
     t.ok(terminated > 0, `${terminated} backends terminated; first answers ${JSON.stringify(firstAnswers)}`)
     t.same(finals.filter((status) => status !== 200 && status !== 409), [], 'every operation ends with 200 or 409')
     t.same(Object.keys(firstAnswers).filter((first) => !['200', '409', '503 or lost'].includes(first)), [], 'no answer other than 200, 409, 503')

@@ -2,8 +2,9 @@ import t from 'tap'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { build, buildBehindProxy, checkBooksAfterFaults, listen, strategies } from './helper.js'
-import { send, sleep, type Outcome } from './support/load.js'
-import { CLIENT_TIMEOUT_MS, backendKiller, connect, exactlyOnceMismatches, untilAnswered, type Operation, type Settled } from './support/retry.js'
+import { send } from './support/load.js'
+import { BalanceClient, type ChangeBalanceInput, type TransferInput } from '../src/client/index.js'
+import { CLIENT_TIMEOUT_MS, backendKiller, connect, exactlyOnceMismatches, retryingClient, type Operation, type Settled } from './support/retry.js'
 
 /**
  * Clients that retry with an Idempotency-Key converge to exactly-once (issue 6, part 2): while the service's
@@ -37,17 +38,18 @@ for (const strategy of strategies) {
 
     const killer = backendKiller(admin, 60, 40)
     const settled: Settled[] = []
+    const { untilAnswered } = retryingClient(base)
     let next = 0
     await Promise.all(Array.from({ length: 12 }, async () => {
       while (next < operations.length) {
         const operation = operations[next]!
         next += 1
-        settled.push(await untilAnswered(base, operation))
+        settled.push(await untilAnswered(operation))
       }
     }))
     const terminated = await killer.stop()
 
-    const finals = settled.map(({ final }) => final.ok ? final.reply.status : final.error)
+    const finals = settled.map(({ final }) => final)
     const byStatus: Record<string, number> = {}
     for (const status of finals) byStatus[status] = (byStatus[status] ?? 0) + 1
     const retried = settled.filter(({ ambiguous }) => ambiguous > 0).length
@@ -82,14 +84,13 @@ t.test('the reply to a committed change is lost: 503, and the retry with the sam
     const committed = (await admin.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries WHERE idempotency_key = $1', [key])).rows[0]
     t.equal(Number(committed?.n), legs, `${key}: yet it committed (${legs} journal entries carry the key)`)
 
-    let retry: Outcome | undefined
-    for (let attempt = 0; attempt < 20; attempt += 1) {
-      retry = await send(base, method, path, body, { 'idempotency-key': key }, CLIENT_TIMEOUT_MS)
-      if (retry.ok && retry.reply.status !== 503) break
-      await sleep(100)
-    }
-    t.match(retry, { ok: true, reply: { status: method === 'PATCH' ? 200 : 201 } }, `${key}: the retry gets the real answer`)
-    t.equal(retry?.ok === true ? retry.reply.headers.get('idempotent-replayed') : null, 'true', `${key}: replayed from the committed result`)
+    // The client asks again with the same key (retrying while the pool reconnects) and learns the committed result.
+    const client = new BalanceClient({ baseUrl: base, timeoutMs: CLIENT_TIMEOUT_MS, retry: { maxAttempts: 20, baseDelayMs: 50, maxDelayMs: 200 } })
+    const retry = method === 'PATCH'
+      ? await client.changeBalance(body as ChangeBalanceInput, { idempotencyKey: key })
+      : await client.transfer(body as TransferInput, { idempotencyKey: key })
+    t.equal(retry.status, method === 'PATCH' ? 200 : 201, `${key}: the retry gets the real answer`)
+    t.equal(retry.replayed, true, `${key}: replayed from the committed result`)
     const after = (await admin.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries WHERE idempotency_key = $1', [key])).rows[0]
     t.equal(Number(after?.n), legs, `${key}: still exactly once in the journal`)
   }

@@ -1,9 +1,10 @@
 import pg from 'pg'
-import { send, sleep, type Outcome } from './load.js'
+import { BalanceApiError, BalanceClient, BalanceClientError, type BalanceNetworkError, type ChangeBalanceInput, type TransferInput } from '../../src/client/index.js'
+import { sleep } from './load.js'
 
 /**
- * A client that retries with an Idempotency-Key until it gets a real answer (issue 6): shared by the fault tests
- * that kill the service's PostgreSQL connections under load (test/retries.test.ts, test/group-commit.test.ts).
+ * Keyed operations retried until they get a real answer (issue 6), and the backend killer: shared by the fault
+ * tests that kill the service's PostgreSQL connections under load (test/retries.test.ts, test/group-commit.test.ts).
  */
 export const CLIENT_TIMEOUT_MS = 30_000
 const MAX_ATTEMPTS = 40
@@ -11,13 +12,14 @@ const MAX_ATTEMPTS = 40
 export interface Operation {
   key: string
   method: 'PATCH' | 'POST'
-  path: string
+  path: '/api/balance' | '/api/transfers'
   body: Record<string, number>
   /** Journal entries the operation writes when it succeeds. */
   legs: number
 }
 
-export interface Settled { operation: Operation, final: Outcome, attempts: number, ambiguous: number, replayedAfter503: boolean }
+/** `final`: the status of the answer the client ended with, or its network failure reason. */
+export interface Settled { operation: Operation, final: number | string, attempts: number, ambiguous: number, replayedAfter503: boolean }
 
 /** A connection of the test's own, named so that the backend killer never picks it. */
 export async function connect (url: string): Promise<pg.Client> {
@@ -26,21 +28,43 @@ export async function connect (url: string): Promise<pg.Client> {
   return client
 }
 
-/** Sends an operation until it gets an answer that is not a 503 (or a lost connection), at most MAX_ATTEMPTS times. */
-export async function untilAnswered (base: string, operation: Operation): Promise<Settled> {
-  let ambiguous = 0
-  let outcome: Outcome | undefined
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-    outcome = await send(base, operation.method, operation.path, operation.body, { 'idempotency-key': operation.key }, CLIENT_TIMEOUT_MS)
-    const unavailable = !outcome.ok || (outcome.reply.status === 503 && outcome.reply.body.code === 'DB_UNAVAILABLE')
-    if (!unavailable) {
-      const replayedAfter503 = ambiguous > 0 && outcome.ok && outcome.reply.headers.get('idempotent-replayed') === 'true'
-      return { operation, final: outcome, attempts: attempt, ambiguous, replayedAfter503 }
-    }
-    ambiguous += 1
-    await sleep(Math.min(500, 20 * attempt))
+/**
+ * Sends operations with the project's client (src/client: the one retry logic — the same Idempotency-Key on every
+ * attempt, a 503 or a lost connection retried with backoff, a 4xx never) until each gets a real answer, at most
+ * MAX_ATTEMPTS attempts. The client's onAttempt shows each attempt, so the 503s before the answer are counted.
+ */
+export function retryingClient (base: string): { untilAnswered: (operation: Operation) => Promise<Settled> } {
+  const ambiguousByKey = new Map<string, number>()
+  const client = new BalanceClient({
+    baseUrl: base,
+    timeoutMs: CLIENT_TIMEOUT_MS,
+    retry: { maxAttempts: MAX_ATTEMPTS, maxElapsedMs: 120_000, baseDelayMs: 20, maxDelayMs: 500 },
+    onAttempt: (attempt) => {
+      if (attempt.retrying) ambiguousByKey.set(attempt.idempotencyKey!, (ambiguousByKey.get(attempt.idempotencyKey!) ?? 0) + 1)
+    },
+  })
+  return {
+    untilAnswered: async (operation) => {
+      const options = { idempotencyKey: operation.key }
+      let final: number | string
+      let attempts: number
+      let replayed = false
+      try {
+        const result = operation.method === 'PATCH'
+          ? await client.changeBalance(operation.body as ChangeBalanceInput, options)
+          : await client.transfer(operation.body as TransferInput, options)
+        final = result.status
+        attempts = result.attempts
+        replayed = result.replayed
+      } catch (error) {
+        if (!(error instanceof BalanceClientError)) throw error
+        final = error instanceof BalanceApiError ? error.status : (error as BalanceNetworkError).reason
+        attempts = error.attempts
+      }
+      const ambiguous = ambiguousByKey.get(operation.key) ?? 0
+      return { operation, final, attempts, ambiguous, replayedAfter503: ambiguous > 0 && replayed }
+    },
   }
-  return { operation, final: outcome!, attempts: MAX_ATTEMPTS, ambiguous, replayedAfter503: false }
 }
 
 /** Terminates the service's backends every `everyMs` until `stop()` says so (at most `rounds` times); counts them. */
@@ -70,7 +94,7 @@ export async function exactlyOnceMismatches (admin: pg.Client, settled: Settled[
     WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key`)).rows
   const entriesByKey = new Map(rows.map((row) => [row.idempotency_key, Number(row.n)]))
   return settled.filter(({ operation, final }) => {
-    const expected = final.ok && final.reply.status < 300 ? operation.legs : 0
+    const expected = typeof final === 'number' && final < 300 ? operation.legs : 0
     return (entriesByKey.get(operation.key) ?? 0) !== expected
-  }).map(({ operation, final }) => `${operation.key}: ${entriesByKey.get(operation.key) ?? 0} entries after ${final.ok ? final.reply.status : final.error}`)
+  }).map(({ operation, final }) => `${operation.key}: ${entriesByKey.get(operation.key) ?? 0} entries after ${final}`)
 }

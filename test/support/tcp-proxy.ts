@@ -1,8 +1,8 @@
 import net from 'node:net'
 
 /**
- * A loopback TCP proxy in front of PostgreSQL, so a test can make the database unreachable (cut) and reachable
- * again (restore) without touching the shared server.
+ * A loopback TCP proxy in front of PostgreSQL (or the HTTP service), so a test can make the target unreachable
+ * (cut) and reachable again (restore) without touching the shared server, or lose replies on their way back.
  */
 export interface TcpProxy {
   port: number
@@ -15,6 +15,11 @@ export interface TcpProxy {
    * server did the work (a statement in autocommit has committed), the client never hears of it. The ambiguous case.
    */
   swallowReplies: (on: boolean) => void
+  /**
+   * Like swallowReplies(true) for the next `count` replies only (then replies flow again): in front of the HTTP
+   * service, each of them is an answer sent after its change committed, lost with its connection.
+   */
+  swallowNext: (count: number) => void
   /** Connections dropped by swallowReplies. */
   swallowed: () => number
 }
@@ -24,6 +29,8 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
   let server: net.Server | undefined
   let port = 0
   let swallowing = false
+  /** Replies still to swallow after swallowNext; counted down per dropped connection. */
+  let swallowBudget = 0
   let swallowedCount = 0
 
   const track = (socket: net.Socket): void => {
@@ -39,10 +46,11 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
       track(upstream)
       client.pipe(upstream)
       upstream.on('data', (chunk: Buffer) => {
-        if (!swallowing) {
+        if (!swallowing && swallowBudget <= 0) {
           client.write(chunk)
           return
         }
+        if (!swallowing) swallowBudget -= 1
         swallowedCount += 1
         client.destroy()
         upstream.destroy()
@@ -73,6 +81,7 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
     restore: listen,
     close: stop,
     swallowReplies: (on) => { swallowing = on },
+    swallowNext: (count) => { swallowBudget = count },
     swallowed: () => swallowedCount,
   }
 }
