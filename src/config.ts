@@ -29,6 +29,10 @@ export const EnvSchema = Type.Object({
   }),
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
+  DB_POOLER: Type.Enum(['none', 'pgbouncer-transaction'], {
+    default: 'none',
+    description: 'What sits between the service and PostgreSQL: none (direct), or PgBouncer in transaction pooling mode',
+  }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
   GROUP_COMMIT: Type.Enum(['on', 'off'], {
     default: 'on',
@@ -58,6 +62,7 @@ export const EnvSchema = Type.Object({
 
 export type Config = Static<typeof EnvSchema>
 export type StrategyName = Config['BALANCE_STRATEGY']
+export type PoolerName = Config['DB_POOLER']
 
 /**
  * Validates `source` (process.env by default, plus `.env` when present) against EnvSchema.

@@ -11,6 +11,7 @@ t.test('defaults', async (t) => {
     DB_ACQUIRE_TIMEOUT_MS: 60000,
     DB_CONNECT_TIMEOUT_MS: 5000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
+    DB_POOLER: 'none',
     BALANCE_STRATEGY: 'advisory',
     IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
@@ -36,6 +37,7 @@ t.test('an empty value counts as unset', async (t) => {
 t.test('a bad value names the variable', async (t) => {
   const bad: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],
+    [{ DB_POOLER: 'pgbouncer' }, /DB_POOLER/],
     [{ PORT: '70000' }, /PORT/],
     [{ DB_POOL_MAX: '1' }, /DB_POOL_MAX/],
     [{ DB_POOL_MAX: '1000' }, /DB_POOL_MAX/],
