@@ -194,6 +194,8 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
           DB_CONNECT_TIMEOUT_MS: '2000',
           DB_ACQUIRE_TIMEOUT_MS: '5000',
           DB_STATEMENT_TIMEOUT_MS: '5000',
+          // Behind PgBouncer (either pool mode) the service sends no startup parameters it would refuse.
+          ...(options.ha !== undefined && options.ha.pooler !== 'none' ? { DB_POOLER: 'pgbouncer-transaction' } : {}),
           ...options.serverEnv,
         },
       }))

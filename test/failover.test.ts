@@ -4,7 +4,8 @@ import { haveSystemTools } from './support/system-tool.js'
 
 /**
  * Failover under keyed load (issue 11, item 6), on the real Debian packages: etcd, two Patroni-managed PostgreSQL 15
- * nodes (synchronous_mode, non-strict), HAProxy on the node that answers GET /primary; two service instances.
+ * nodes (synchronous_mode, non-strict), HAProxy on the node that answers GET /primary, PgBouncer 1.18 in transaction
+ * mode in front (DB_POOLER=pgbouncer-transaction); two service instances.
  * Writers send transfers, deposits and withdrawals, each under its own Idempotency-Key, retried with that key after
  * a 503 or a lost connection; once, the primary NODE is SIGKILLed (its Patroni and its postmaster with every backend).
  * Then: every acknowledged change is in the new primary's journal with the amount and balance after it was answered
@@ -15,14 +16,14 @@ import { haveSystemTools } from './support/system-tool.js'
  * It starts its own PostgreSQL cluster, so it runs ONCE in CI: in the machine-PostgreSQL pass (DATABASE_URL set),
  * skipped in the embedded pass. Without the packages it is skipped with the install hint (a failure under
  * REQUIRE_SYSTEM_TOOLS=1). Everything it starts is stopped by the soak's finally, and, should this process die
- * first (a timeout), by the topology's watchdog. FAILOVER_POOLER=session|transaction puts PgBouncer in front.
+ * first (a timeout), by the topology's watchdog. FAILOVER_POOLER=none sends the instances straight to HAProxy.
  */
 const LOAD_SECONDS = 40
 const KILL_AFTER_MS = 15_000
 const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps')
 const loaderEnv = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] =>
   /^(TS_NODE_|TAP_CWD$|TAP_TSCONFIG$)/.test(entry[0]) && entry[1] !== undefined))
-const pooler = process.env.FAILOVER_POOLER === 'transaction' || process.env.FAILOVER_POOLER === 'session' ? process.env.FAILOVER_POOLER : 'none'
+const pooler = process.env.FAILOVER_POOLER === 'none' || process.env.FAILOVER_POOLER === 'session' ? process.env.FAILOVER_POOLER : 'transaction'
 
 t.test('primary node killed under keyed load: nothing acknowledged lost, every key once, no 500, recovery', { timeout: 240_000 }, async (t) => {
   if (process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === '') {

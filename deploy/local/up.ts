@@ -11,12 +11,12 @@ import { startTopology, type Pooler } from './topology.js'
  * synchronous standby), HAProxy on the primary, PgBouncer (optional), N instances of the built service.
  * Runs in the foreground until Ctrl-C / SIGTERM (deploy/local/down.sh sends it), then stops everything it started.
  *
- *   deploy/local/up.sh [--instances N] [--pooler none|session|transaction] [--strict]
+ *   deploy/local/up.sh [--instances N] [--pooler transaction|session|none] [--strict]   (default: 2 instances, PgBouncer in transaction mode)
  */
 export interface UpOptions { instances: number, pooler: Pooler, strict: boolean }
 
 export function parseUpArgs (argv: string[]): UpOptions {
-  const options: UpOptions = { instances: 2, pooler: 'none', strict: false }
+  const options: UpOptions = { instances: 2, pooler: 'transaction', strict: false }
   for (let index = 0; index < argv.length; index += 1) {
     const arg = argv[index]
     if (arg === '--strict') { options.strict = true; continue }
@@ -57,7 +57,7 @@ async function main (): Promise<void> {
         port: await freePort(),
         command: [process.execPath, 'dist/src/server.js'],
         cwd: root,
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: topology.serviceUrl, LOG_LEVEL: 'warn', DB_CONNECT_TIMEOUT_MS: '2000', DB_ACQUIRE_TIMEOUT_MS: '5000', DB_STATEMENT_TIMEOUT_MS: '5000' },
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: topology.serviceUrl, LOG_LEVEL: 'warn', DB_CONNECT_TIMEOUT_MS: '2000', DB_ACQUIRE_TIMEOUT_MS: '5000', DB_STATEMENT_TIMEOUT_MS: '5000', DB_POOLER: options.pooler === 'none' ? 'none' : 'pgbouncer-transaction' },
       })
       instances.push(instance)
       await instance.start()
