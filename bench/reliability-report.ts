@@ -143,10 +143,10 @@ export async function writeReliabilityReport (root: string): Promise<void> {
     ...(fuzz === undefined ? ['No long fuzz run recorded yet.', ''] : fuzzSection(fuzz)),
   ]
   await writeFile(path.join(root, 'reliability', 'REPORT.md'), lines.join('\n'))
-  await writeReadmeSection(root, soak, fuzz)
+  await writeReadmeSection(root, soak, fuzz, haSoak)
 }
 
-async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined): Promise<void> {
+async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined, haSoak: Soak | undefined): Promise<void> {
   const readmePath = path.join(root, 'README.md')
   const readme = await readFile(readmePath, 'utf8')
   const marker = '<!-- section:reliability -->'
@@ -180,10 +180,16 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     '  checker), total = initial + acknowledged deposits − withdrawals, every acknowledged operation exactly once in the',
     '  journal by its key and every refused one never, no 500, no client timeout, no crash. JSON summary; exit 1 on a violation.',
     '  A 30 s version runs in `npm test` (`test/soak.test.ts`).',
+    '- **Across failover** (`npm run soak -- --ha`): the same soak on the HA topology of `deploy/local` (section "Running past',
+    '  one machine"), the primary node (Patroni + postmaster + backends) SIGKILLed every `--kill-primary-every-ms` and started',
+    '  again as a standby; the checker reconnects through HAProxy; also checked: every acknowledged answer is in the final',
+    '  primary\'s journal with its user, amount and balance after. Failover time, recovery and the 503 window per kill.',
+    '  One kill under load runs in CI (`test/failover.test.ts`).',
     '',
     '```bash',
     `${soak?.command ?? 'npm run soak -- --minutes 30 --out reliability/soak-last.json --report'}`,
-    'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report',
+    'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report; on the HA topology: --ha --pooler --strict --kill-primary-every-ms --max-primary-kills',
+    `${haSoak?.command ?? 'npm run soak -- --ha --pooler transaction --minutes 10 --kill-primary-every-ms 180000 --out reliability/soak-ha-last.json --report'}`,
     'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage',
     '```',
     '',
@@ -193,6 +199,10 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
       `- soak: \`${soak.command}\`, ${n(soak.loadS)} s: ${n(soak.operations.logical)} logical operations (${n(soak.operations.perSecond)}/s) and ${n(soak.reads.total)} reads over ${soak.options.instances} instances;`,
       `  faults: ${n(soak.faults.backendsTerminated)} backends terminated in ${n(soak.faults.terminateRounds)} rounds, ${n(soak.faults.instanceKills)} instance kills;`,
       `  5xx: ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE (all retried to a real answer), ${n(soak.http.fiveHundreds.other)} other; **invariant violations: ${n(soakViolations(soak))}**.`,
+    ]),
+    ...(haSoak?.ha === undefined ? [] : [
+      `- soak across failover: \`${haSoak.command}\`, ${n(haSoak.loadS)} s: ${n(haSoak.operations.logical)} operations (${n(haSoak.operations.perSecond)}/s), ${n(haSoak.faults.primaryKills)} primary-node kills,`,
+      `  failover ${haSoak.ha.failovers.map((f) => `${n(f.failoverS)} s`).join(', ') || '–'}; ${n(haSoak.http.fiveHundreds['503'])} × 503, ${n(haSoak.http.fiveHundreds.other)} other 5xx; acknowledged changes lost: ${n(haSoak.journalMatches.mismatched)}; **invariant violations: ${n(soakViolations(haSoak))}**.`,
     ]),
     ...(fuzz === undefined ? ['- fuzz: not run yet'] : [
       `- fuzz: ${n(fuzzRequests)} requests (${n(fuzz.runsPerRoute)} per route); 5xx, hangs and violations: ${n(fuzzFailures)}.`,

@@ -70,6 +70,8 @@ export interface HaOptions {
   strict: boolean
   /** SIGKILL the primary node (Patroni + postmaster) this often, then start it again as a standby; 0 = never. */
   killPrimaryEveryMs: number
+  /** Stop killing after this many kills; 0 = no limit. */
+  maxPrimaryKills: number
 }
 
 /** One primary-node kill and what the clients saw. */
@@ -425,12 +427,18 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
 
     const primaryKiller = (async () => {
       const every = options.ha?.killPrimaryEveryMs ?? 0
-      if (topology === undefined || every <= 0) return
+      if (topology === undefined || options.ha === undefined || every <= 0) return
       for (;;) {
         await sleep(Math.min(every, Math.max(0, deadline - Date.now())))
         if (!running()) break
-        // Patroni promotes only the synchronous standby: wait until the last killed node is one again.
-        await topology.waitForSyncStandby(120_000)
+        if (options.ha.maxPrimaryKills > 0 && faults.primaryKills >= options.ha.maxPrimaryKills) break
+        // Patroni promotes only the synchronous standby: wait until the last killed node is one again (not past the end).
+        try {
+          await topology.waitForSyncStandby(Math.min(120_000, Math.max(0, deadline - Date.now())))
+        } catch (error) {
+          if (!running()) break
+          throw error
+        }
         const victim = await topology.waitForPrimary(30_000)
         if (!running()) break
         const killedAt = Date.now()
@@ -629,8 +637,9 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
   const pooler = values.get('pooler') ?? 'none'
   values.delete('pooler')
   if (!['none', 'session', 'transaction'].includes(pooler)) throw new Error('--pooler must be none, session or transaction')
-  if (!ha && (flags.has('strict') || pooler !== 'none' || values.has('kill-primary-every-ms'))) throw new Error('--pooler, --strict and --kill-primary-every-ms go with --ha')
+  if (!ha && (flags.has('strict') || pooler !== 'none' || values.has('kill-primary-every-ms') || values.has('max-primary-kills'))) throw new Error('--pooler, --strict, --kill-primary-every-ms and --max-primary-kills go with --ha')
   const killPrimaryEveryMs = flags.has('no-faults') ? 0 : number('kill-primary-every-ms', 180_000, 0, 24 * 3_600_000)
+  const maxPrimaryKills = number('max-primary-kills', 0, 0, 10_000)
   const options = {
     durationMs: Math.round((minutes * 60 + seconds) * 1000),
     users: number('users', 10, 1, 1000),
@@ -644,7 +653,7 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
     killInstanceEveryMs: flags.has('no-kills') || flags.has('no-faults') ? 0 : number('kill-instance-every-ms', 0, 0, 3_600_000),
     report: flags.has('report'),
     ...(out === undefined ? {} : { out }),
-    ...(ha ? { ha: { pooler: pooler as Pooler, strict: flags.has('strict'), killPrimaryEveryMs } } : {}),
+    ...(ha ? { ha: { pooler: pooler as Pooler, strict: flags.has('strict'), killPrimaryEveryMs, maxPrimaryKills } } : {}),
   }
   values.delete('terminate-every-ms')
   values.delete('kill-instance-every-ms')

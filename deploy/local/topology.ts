@@ -291,11 +291,12 @@ export async function startTopology (options: TopologyOptions = {}): Promise<Top
   const logs = new Map<string, string>()
   // A watchdog outside our process group: if this process dies without stop() (SIGKILL, a test timeout), it kills
   // every group listed in run/pids and every postmaster, then removes the run folder. It ends when the folder goes.
+  // (dash's kill takes no `--`: `kill -9 -PGID` is the group.)
   const pidsFile = path.join(runDir, 'pids')
   writeFileSync(pidsFile, '')
   const watchdog = spawn('/bin/sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null && [ -d '${runDir}' ]; do sleep 1; done
 [ -d '${runDir}' ] || exit 0
-for p in $(cat '${pidsFile}'); do kill -9 -- "$p" 2>/dev/null; done
+for p in $(cat '${pidsFile}'); do kill -9 "$p" 2>/dev/null; done
 for p in $(head -q -n 1 '${runDir}'/node*/postmaster.pid 2>/dev/null); do kill -STOP "$p" 2>/dev/null && pkill -9 -P "$p"; kill -9 "$p" 2>/dev/null; done
 rm -rf '${runDir}'`], { detached: true, stdio: 'ignore' })
   watchdog.unref()
