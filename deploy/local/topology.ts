@@ -333,7 +333,9 @@ rm -rf '${runDir}'`], { detached: true, stdio: 'ignore' })
   const postmasterPid = (node: NodeState): number | undefined => {
     try {
       const pid = Number(readFileSync(path.join(node.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
-      return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+      if (!Number.isSafeInteger(pid) || pid <= 0 || !alive(pid)) return undefined
+      // A stale file (a killed node) may name a pid now reused by something else: only our postmaster counts.
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dataDir) ? pid : undefined
     } catch { return undefined }
   }
 
