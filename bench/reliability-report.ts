@@ -103,9 +103,12 @@ function haSoakSection (soak: Soak): string[] {
     '',
     'Each failover:',
     '',
-    '| # | killed → new primary | at (s into load) | failover (s) | service writing again (s) | 503s | connection errors | 503 window (s) | killed node back as sync standby (s) |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...failovers.map((f, index) => `| ${index + 1} | ${f.killed} → ${f.newPrimary} | ${n(f.atS)} | ${n(f.failoverS)} | ${f.serviceRecoveredS === null ? '–' : n(f.serviceRecoveredS)} | ${n(f.unavailable503)} | ${n(f.connectionErrors)} | ${n(f.windowS)} | ${f.standbyBackS === null ? '–' : n(f.standbyBackS)} |`),
+    ...(failovers.some((f) => f.laterUnavailable === undefined)
+      ? ['Recorded before the outage was bounded: 503s and the window run from the kill to the next kill; "writing again" is the first acknowledged write sent after the kill.', '']
+      : ['503s, connection errors and the window: within 60 s of the kill; "later": until the next kill. "Writing again": the first acknowledged write sent after the outage began.', '']),
+    '| # | killed → new primary | at (s into load) | failover (s) | service writing again (s) | 503s | connection errors | 503 window (s) | later 503s / errors | killed node back as sync standby (s) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...failovers.map((f, index) => `| ${index + 1} | ${f.killed} → ${f.newPrimary} | ${n(f.atS)} | ${n(f.failoverS)} | ${f.serviceRecoveredS === null ? '–' : n(f.serviceRecoveredS)} | ${n(f.unavailable503)} | ${n(f.connectionErrors)} | ${n(f.windowS)} | ${f.laterUnavailable === undefined ? '–' : n(f.laterUnavailable)} | ${f.standbyBackS === null ? '–' : n(f.standbyBackS)} |`),
     '',
     ...(soak.violations.length === 0 ? [] : ['Violations:', '', ...soak.violations.map((line) => `- ${line}`), '']),
   ]

@@ -82,13 +82,15 @@ export interface FailoverRecord {
   atS: number
   /** Kill → a new primary answers `pg_is_in_recovery() = false` through HAProxy. */
   failoverS: number
-  /** Kill → the first acknowledged write that was sent after the kill. */
+  /** Kill → the first acknowledged write sent after the outage began (after the first 503 / connection error). */
   serviceRecoveredS: number | null
-  /** 503 answers and connection errors from the kill to the next kill (or the end). */
+  /** 503 answers and connection errors within OUTAGE_S seconds of the kill. */
   unavailable503: number
   connectionErrors: number
-  /** First to last 503 / connection error after the kill, seconds. */
+  /** First to last 503 / connection error within OUTAGE_S seconds of the kill, seconds. */
   windowS: number
+  /** 503s and connection errors later than that, until the next kill or the end (not the failover's). */
+  laterUnavailable: number
   /** Kill → the killed node is back as a synchronous standby (null: not yet when the next kill or the end came). */
   standbyBackS: number | null
 }
@@ -138,6 +140,8 @@ const MAX_ATTEMPTS = 30
 const CLIENT_TIMEOUT_MS = 30_000
 const SNAPSHOT_EVERY_MS = 2000
 const VIOLATION_SAMPLES = 50
+/** A failover's outage is looked for in this many seconds after the kill. */
+const OUTAGE_S = 60
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -218,14 +222,16 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const noteAnswer = (sentAt: number, method: string, result: HttpResult): void => {
       if (failover === undefined) return
       const bad = result.kind === 'error' || result.status === 503
-      if (bad) {
+      if (bad && Date.now() - failover.killedAt > OUTAGE_S * 1000) {
+        failover.record.laterUnavailable += 1
+      } else if (bad) {
         if (result.kind === 'error') failover.record.connectionErrors += 1
         else failover.record.unavailable503 += 1
         const now = Date.now()
         if (failover.firstBad === 0) failover.firstBad = now
         failover.lastBad = now
         failover.record.windowS = Math.round((failover.lastBad - failover.firstBad) / 100) / 10
-      } else if (method !== 'GET' && result.status < 300 && sentAt >= failover.killedAt && failover.record.serviceRecoveredS === null) {
+      } else if (method !== 'GET' && result.status < 300 && failover.firstBad !== 0 && sentAt >= failover.firstBad && failover.record.serviceRecoveredS === null) {
         failover.record.serviceRecoveredS = Math.round((Date.now() - failover.killedAt) / 100) / 10
       }
     }
@@ -442,7 +448,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         const victim = await topology.waitForPrimary(30_000)
         if (!running()) break
         const killedAt = Date.now()
-        const record: FailoverRecord = { killed: victim.name, newPrimary: '', atS: Math.round((killedAt - loadStarted) / 100) / 10, failoverS: 0, serviceRecoveredS: null, unavailable503: 0, connectionErrors: 0, windowS: 0, standbyBackS: null }
+        const record: FailoverRecord = { killed: victim.name, newPrimary: '', atS: Math.round((killedAt - loadStarted) / 100) / 10, failoverS: 0, serviceRecoveredS: null, unavailable503: 0, connectionErrors: 0, windowS: 0, laterUnavailable: 0, standbyBackS: null }
         failover = { record, killedAt, firstBad: 0, lastBad: 0 }
         failovers.push(record)
         await topology.killNode(victim)
