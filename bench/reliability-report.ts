@@ -17,6 +17,8 @@ interface FuzzRoute { runs: number, statuses: Record<string, number>, fiveHundre
 interface Fuzz { finishedAt: string, runsPerRoute: number, seed: number | null, routes: Record<string, FuzzRoute> }
 
 const SOAK_FILE = 'reliability/soak-last.json'
+/** The soak across failover (npm run soak -- --ha … --out reliability/soak-ha-last.json --report). */
+export const SOAK_HA_FILE = 'reliability/soak-ha-last.json'
 const FUZZ_FILE = 'reliability/fuzz-last.json'
 const FUZZ_COMMAND = `FUZZ_RUNS=10000 FUZZ_REPORT=${FUZZ_FILE} npx tap test/fuzz.test.ts --disable-coverage`
 
@@ -65,6 +67,53 @@ function soakSection (soak: Soak): string[] {
   ]
 }
 
+/** The soak on the HA topology: the failovers, what clients saw, the invariants, and the pace towards 1,000,000 operations. */
+function haSoakSection (soak: Soak): string[] {
+  const ha = soak.ha
+  const o = soak.operations
+  const failovers = ha?.failovers ?? []
+  const hoursToMillion = o.perSecond > 0 ? 1_000_000 / o.perSecond / 3600 : Number.POSITIVE_INFINITY
+  const median = (values: number[]): string => {
+    if (values.length === 0) return '–'
+    const sorted = [...values].sort((a, b) => a - b)
+    return n(sorted[Math.floor(sorted.length / 2)]!)
+  }
+  return [
+    '## Bank soak across failover (HA topology)',
+    '',
+    `\`${soak.command}\` — ${soak.startedAt} to ${soak.finishedAt}`,
+    '',
+    '| | |',
+    '|---|---|',
+    `| set-up | deploy/local topology: etcd, two Patroni nodes (PostgreSQL 15, synchronous_mode${ha?.strict === true ? ' strict' : ', not strict'}), HAProxy on GET /primary, ${ha?.pooler === 'none' || ha === undefined ? 'no PgBouncer (service → HAProxy)' : `PgBouncer (${ha.pooler} pooling)`}; ${soak.options.instances} service instances, strategy \`${soak.options.strategy}\`, ${soak.options.clients} writing clients, ${soak.options.readers} readers, ${soak.options.users + 1} users |`,
+    `| load duration | ${n(soak.loadS)} s (whole run ${n(soak.durationS)} s) |`,
+    `| logical operations | ${n(o.logical)} (${n(o.perSecond)}/s): ${n(o.byKind.transfer)} transfers, ${n(o.byKind.deposit)} deposits, ${n(o.byKind.withdrawal)} withdrawals |`,
+    `| outcomes | ${n(o.acknowledged)} acknowledged, ${n(o.refused)} refused; ${n(o.ambiguousAttempts)} ambiguous attempts retried with their key; ${n(o.unknownReconciled)} never resolved |`,
+    `| primary-node kills (Patroni + postmaster + backends, SIGKILL) | ${n(soak.faults.primaryKills)}, every ${n((soak.options.ha?.killPrimaryEveryMs ?? 0) / 1000)} s |`,
+    `| failover time (kill → new primary through HAProxy), median | ${median(failovers.map((f) => f.failoverS))} s |`,
+    `| service writing again after the kill, median | ${median(failovers.filter((f) => f.serviceRecoveredS !== null).map((f) => f.serviceRecoveredS!))} s |`,
+    `| HTTP | ${n(soak.http.requests)} requests — ${counts(soak.http.byStatus)}; client errors: ${counts(soak.http.errors)} |`,
+    `| 5xx | ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE (all retried to a real answer), ${n(soak.http.fiveHundreds.other)} other |`,
+    `| acknowledged changes lost (answer not in the final primary's journal with its user, amount and balance after) | ${n(soak.journalMatches.mismatched)} of ${n(soak.journalMatches.checked)} |`,
+    `| live snapshots (Σ balances = Σ journal, none negative) | ${n(soak.snapshots.checks)} checks, ${n(soak.snapshots.mismatches)} mismatches; checker reconnects ${n(ha?.checkerReconnects ?? 0)} |`,
+    `| books on the final primary (${ha?.finalPrimary ?? '?'}) | ${n(soak.books.users)} users, ${n(soak.books.entries)} journal entries, ${n(soak.books.transfers)} transfers; books checker ${soak.books.checkerOk ? 'OK' : 'FAILED'} |`,
+    `| total | initial ${n(soak.totals.initial)}, expected ${n(soak.totals.expected)}, actual ${n(soak.totals.actual)} |`,
+    `| **invariant violations** (every key exactly once, nothing acknowledged lost, totals, books, no 500) | **${n(soakViolations(soak))}** |`,
+    `| 1,000,000 operations at this pace | ${Number.isFinite(hoursToMillion) ? `${hoursToMillion.toFixed(1)} h of load` : 'n/a'} |`,
+    '',
+    'Each failover:',
+    '',
+    ...(failovers.some((f) => f.laterUnavailable === undefined)
+      ? ['Recorded before the outage was bounded: 503s and the window run from the kill to the next kill; "writing again" is the first acknowledged write sent after the kill.', '']
+      : ['503s, connection errors and the window: within 60 s of the kill; "later": until the next kill. "Writing again": the first acknowledged write sent after the outage began.', '']),
+    '| # | killed → new primary | at (s into load) | failover (s) | service writing again (s) | 503s | connection errors | 503 window (s) | later 503s / errors | killed node back as sync standby (s) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...failovers.map((f, index) => `| ${index + 1} | ${f.killed} → ${f.newPrimary} | ${n(f.atS)} | ${n(f.failoverS)} | ${f.serviceRecoveredS === null ? '–' : n(f.serviceRecoveredS)} | ${n(f.unavailable503)} | ${n(f.connectionErrors)} | ${n(f.windowS)} | ${f.laterUnavailable === undefined ? '–' : n(f.laterUnavailable)} | ${f.standbyBackS === null ? '–' : n(f.standbyBackS)} |`),
+    '',
+    ...(soak.violations.length === 0 ? [] : ['Violations:', '', ...soak.violations.map((line) => `- ${line}`), '']),
+  ]
+}
+
 function fuzzSection (fuzz: Fuzz): string[] {
   const routes = Object.entries(fuzz.routes)
   const total = routes.reduce((sum, [, route]) => sum + route.runs, 0)
@@ -85,6 +134,7 @@ function fuzzSection (fuzz: Fuzz): string[] {
 export async function writeReliabilityReport (root: string): Promise<void> {
   const soak = await readJson<Soak>(path.join(root, SOAK_FILE))
   const fuzz = await readJson<Fuzz>(path.join(root, FUZZ_FILE))
+  const haSoak = await readJson<Soak>(path.join(root, SOAK_HA_FILE))
   const lines = [
     '# Reliability report',
     '',
@@ -92,13 +142,14 @@ export async function writeReliabilityReport (root: string): Promise<void> {
     'What is checked, and how: README, section "Reliability".',
     '',
     ...(soak === undefined ? ['No soak run recorded yet.', ''] : soakSection(soak)),
+    ...(haSoak === undefined ? [] : haSoakSection(haSoak)),
     ...(fuzz === undefined ? ['No long fuzz run recorded yet.', ''] : fuzzSection(fuzz)),
   ]
   await writeFile(path.join(root, 'reliability', 'REPORT.md'), lines.join('\n'))
-  await writeReadmeSection(root, soak, fuzz)
+  await writeReadmeSection(root, soak, fuzz, haSoak)
 }
 
-async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined): Promise<void> {
+async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined, haSoak: Soak | undefined): Promise<void> {
   const readmePath = path.join(root, 'README.md')
   const readme = await readFile(readmePath, 'utf8')
   const marker = '<!-- section:reliability -->'
@@ -132,10 +183,16 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     '  checker), total = initial + acknowledged deposits − withdrawals, every acknowledged operation exactly once in the',
     '  journal by its key and every refused one never, no 500, no client timeout, no crash. JSON summary; exit 1 on a violation.',
     '  A 30 s version runs in `npm test` (`test/soak.test.ts`).',
+    '- **Across failover** (`npm run soak -- --ha`): the same soak on the HA topology of `deploy/local` (section "Running past',
+    '  one machine"), the primary node (Patroni + postmaster + backends) SIGKILLed every `--kill-primary-every-ms` and started',
+    '  again as a standby; the checker reconnects through HAProxy; also checked: every acknowledged answer is in the final',
+    '  primary\'s journal with its user, amount and balance after. Failover time, recovery and the 503 window per kill.',
+    '  One kill under load runs in CI (`test/failover.test.ts`).',
     '',
     '```bash',
     `${soak?.command ?? 'npm run soak -- --minutes 30 --out reliability/soak-last.json --report'}`,
-    'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report',
+    'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report; on the HA topology: --ha --pooler --strict --kill-primary-every-ms --max-primary-kills',
+    `${haSoak?.command ?? 'npm run soak -- --ha --pooler transaction --minutes 10 --kill-primary-every-ms 180000 --out reliability/soak-ha-last.json --report'}`,
     'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage',
     '```',
     '',
@@ -145,6 +202,10 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
       `- soak: \`${soak.command}\`, ${n(soak.loadS)} s: ${n(soak.operations.logical)} logical operations (${n(soak.operations.perSecond)}/s) and ${n(soak.reads.total)} reads over ${soak.options.instances} instances;`,
       `  faults: ${n(soak.faults.backendsTerminated)} backends terminated in ${n(soak.faults.terminateRounds)} rounds, ${n(soak.faults.instanceKills)} instance kills;`,
       `  5xx: ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE (all retried to a real answer), ${n(soak.http.fiveHundreds.other)} other; **invariant violations: ${n(soakViolations(soak))}**.`,
+    ]),
+    ...(haSoak?.ha === undefined ? [] : [
+      `- soak across failover: \`${haSoak.command}\`, ${n(haSoak.loadS)} s: ${n(haSoak.operations.logical)} operations (${n(haSoak.operations.perSecond)}/s), ${n(haSoak.faults.primaryKills)} primary-node kills,`,
+      `  failover ${haSoak.ha.failovers.map((f) => `${n(f.failoverS)} s`).join(', ') || '–'}; ${n(haSoak.http.fiveHundreds['503'])} × 503, ${n(haSoak.http.fiveHundreds.other)} other 5xx; acknowledged changes lost: ${n(haSoak.journalMatches.mismatched)}; **invariant violations: ${n(soakViolations(haSoak))}**.`,
     ]),
     ...(fuzz === undefined ? ['- fuzz: not run yet'] : [
       `- fuzz: ${n(fuzzRequests)} requests (${n(fuzz.runsPerRoute)} per route); 5xx, hangs and violations: ${n(fuzzFailures)}.`,

@@ -92,7 +92,7 @@ export interface SoakWrite { key: string, method: 'PATCH' | 'POST', path: string
  * unexpected (any other answer: a violation for the soak).
  */
 export type SoakWriteOutcome =
-  | { final: 'acknowledged', attempts: number, replayed: boolean }
+  | { final: 'acknowledged', attempts: number, replayed: boolean, body: Record<string, unknown> }
   | { final: 'refused', attempts: number }
   | { final: 'unknown', attempts: number }
   | { final: 'unexpected', attempts: number, detail: string }
@@ -103,7 +103,7 @@ export async function sendWrite (api: BalanceClient, write: SoakWrite, maxAttemp
     const result = write.path === '/api/transfers'
       ? await api.transfer(write.body as TransferInput, options)
       : await api.changeBalance(write.body as ChangeBalanceInput, options)
-    return { final: 'acknowledged', attempts: result.attempts, replayed: result.replayed }
+    return { final: 'acknowledged', attempts: result.attempts, replayed: result.replayed, body: result.data as unknown as Record<string, unknown> }
   } catch (error) {
     if (error instanceof InsufficientFundsError) return { final: 'refused', attempts: error.attempts }
     if (error instanceof DatabaseUnavailableError || error instanceof BalanceNetworkError) return { final: 'unknown', attempts: error.attempts }

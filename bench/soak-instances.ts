@@ -38,6 +38,7 @@ export class Instance {
   }
 
   get label (): string { return this.options.label }
+  get pid (): number | undefined { return this.child?.pid }
   get running (): boolean { return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null }
   tail (): string { return this.lines.join('\n') }
 

@@ -2,12 +2,13 @@ import { randomBytes, randomInt } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
 import { loadConfig, type StrategyName } from '../src/config.js'
 import { checkBooks } from '../src/db/check-books.js'
 import { freePort } from '../src/db/embedded-postgres.js'
 import { createSequelize } from '../src/plugins/database.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import type { Pooler, Topology } from '../deploy/local/topology.js'
+import { ResilientClient } from './resilient-client.js'
 import { HttpClient, sendWrite, writerClient, type HttpResult } from './soak-http.js'
 import { Instance } from './soak-instances.js'
 import { findProjectRoot } from './project-root.js'
@@ -26,6 +27,12 @@ import { writeReliabilityReport } from './reliability-report.js'
  * - every acknowledged operation is in the journal exactly once (once per leg), found by its Idempotency-Key, every
  *   refused one not at all, and the journal holds nothing the clients did not send;
  * - no 500 (or other non-503 5xx), no client timeout, no instance exit the soak did not cause.
+ * With --ha (issue 11) the database is the HA topology of deploy/local (etcd, two Patroni/PostgreSQL nodes with a
+ * synchronous standby, HAProxy on the primary, optionally PgBouncer), and the fault is the primary NODE killed
+ * (Patroni and postmaster, SIGKILL) every --kill-primary-every-ms, then started again as a standby. The checker's
+ * connection reconnects through HAProxy; every acknowledged change must be on the new primary with its amount and
+ * balance after; each failover's time (kill → a new primary through HAProxy), the service's recovery (kill → first
+ * acknowledged write sent after it) and its 503 window are reported.
  * Prints a JSON summary, writes it with --out, and exits 1 on any violation.
  */
 export interface SoakOptions {
@@ -41,6 +48,8 @@ export interface SoakOptions {
   terminateEveryMs: number
   /** SIGKILL one instance (round robin) and start it again this often; 0 = never. */
   killInstanceEveryMs: number
+  /** Run on the HA topology (deploy/local/topology.ts) instead of one throwaway database. */
+  ha?: HaOptions
   /** The server: defaults to the built one, node dist/src/server.js. */
   serverCommand: string[]
   /** Extra environment for the server processes (a test passes its TypeScript loader's settings). */
@@ -52,6 +61,38 @@ export interface SoakOptions {
   /** The command line, for the report. */
   command: string
   log: (line: string) => void
+}
+
+export interface HaOptions {
+  /** PgBouncer in front of HAProxy ('transaction' needs the service's PgBouncer support), or straight to HAProxy. */
+  pooler: Pooler
+  /** synchronous_mode_strict: with one node left, commits wait for a standby. */
+  strict: boolean
+  /** SIGKILL the primary node (Patroni + postmaster) this often, then start it again as a standby; 0 = never. */
+  killPrimaryEveryMs: number
+  /** Stop killing after this many kills; 0 = no limit. */
+  maxPrimaryKills: number
+}
+
+/** One primary-node kill and what the clients saw. */
+export interface FailoverRecord {
+  killed: string
+  newPrimary: string
+  /** Seconds into the load when the node was killed. */
+  atS: number
+  /** Kill → a new primary answers `pg_is_in_recovery() = false` through HAProxy. */
+  failoverS: number
+  /** Kill → the first acknowledged write sent after the outage began (after the first 503 / connection error). */
+  serviceRecoveredS: number | null
+  /** 503 answers and connection errors within OUTAGE_S seconds of the kill. */
+  unavailable503: number
+  connectionErrors: number
+  /** First to last 503 / connection error within OUTAGE_S seconds of the kill, seconds. */
+  windowS: number
+  /** 503s and connection errors later than that, until the next kill or the end (not the failover's). */
+  laterUnavailable: number
+  /** Kill → the killed node is back as a synchronous standby (null: not yet when the next kill or the end came). */
+  standbyBackS: number | null
 }
 
 type Kind = 'transfer' | 'deposit' | 'withdrawal'
@@ -70,7 +111,9 @@ export interface SoakSummary {
   durationS: number
   loadS: number
   options: Omit<SoakOptions, 'log' | 'serverCommand' | 'serverEnv' | 'command'>
-  database: 'embedded' | 'external'
+  database: 'embedded' | 'external' | 'ha'
+  /** The HA topology's failovers (with --ha). */
+  ha?: { pooler: Pooler, strict: boolean, failovers: FailoverRecord[], finalPrimary: string, checkerReconnects: number }
   operations: {
     logical: number
     byKind: Record<Kind, number>
@@ -84,9 +127,11 @@ export interface SoakSummary {
   }
   reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
   http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
-  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
+  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, primaryKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
   snapshots: { checks: number, mismatches: number }
   books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
+  /** Acknowledged operations whose journal rows (user, amount, balance after) match the answer the client got. */
+  journalMatches: { checked: number, mismatched: number }
   totals: { initial: number, expected: number, actual: number }
   violations: string[]
 }
@@ -95,6 +140,8 @@ const MAX_ATTEMPTS = 30
 const CLIENT_TIMEOUT_MS = 30_000
 const SNAPSHOT_EVERY_MS = 2000
 const VIOLATION_SAMPLES = 50
+/** A failover's outage is looked for in this many seconds after the kill. */
+const OUTAGE_S = 60
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -115,12 +162,24 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     if (violations.length < VIOLATION_SAMPLES) violations.push(text)
   }
 
-  const db = await createThrowawayDatabase('soak')
+  let topology: Topology | undefined
+  let db: ThrowawayDatabase
+  if (options.ha === undefined) {
+    db = await createThrowawayDatabase('soak')
+  } else {
+    // Loaded only here: the topology module is not needed (nor covered) by a soak on one database.
+    const { startTopology } = await import('../deploy/local/topology.js')
+    const ha = await startTopology({ pooler: options.ha.pooler, strict: options.ha.strict, log: options.log })
+    topology = ha
+    db = { url: ha.serviceUrl, name: 'balance', drop: async () => { await ha.stop() } }
+  }
+  // The checker goes straight to the primary (through HAProxy on --ha), never through PgBouncer.
+  const checkerUrl = topology?.directUrl ?? db.url
   const runId = randomBytes(3).toString('hex')
   const instances: Instance[] = []
   const clients: HttpClient[] = []
-  const admin = new pg.Client({ connectionString: db.url, application_name: 'soak-checker' })
-  const sequelize = createSequelize(db.url, loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent' }, false), () => {})
+  const admin = new ResilientClient(checkerUrl, 'soak-checker', options.log)
+  let sequelize: ReturnType<typeof createSequelize> | undefined
   try {
     // 1. Instances, booting together on the fresh database (the migrations lock lets one migrate).
     const projectRoot = findProjectRoot()
@@ -141,24 +200,45 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
           DB_CONNECT_TIMEOUT_MS: '2000',
           DB_ACQUIRE_TIMEOUT_MS: '5000',
           DB_STATEMENT_TIMEOUT_MS: '5000',
+          // Behind PgBouncer (either pool mode) the service sends no startup parameters it would refuse.
+          ...(options.ha !== undefined && options.ha.pooler !== 'none' ? { DB_POOLER: 'pgbouncer-transaction' } : {}),
           ...options.serverEnv,
         },
       }))
     }
     await Promise.all(instances.map(async (instance) => { await instance.start() }))
+    // --ha: the topology's watchdog also takes the instances down if this process dies without its finally.
+    for (const instance of instances) topology?.adopt(instance.pid)
     for (const instance of instances) clients.push(new HttpClient(instance.url, options.clients + options.readers + 8, CLIENT_TIMEOUT_MS))
-    // The soak's own connections are not the service's: a stray error on one is logged, not a crash.
-    admin.on('error', (error) => { options.log(`soak-checker connection error: ${error.message}`) })
-    await admin.connect()
     options.log(`soak ${runId}: ${options.instances} instances up (${instances.map((i) => i.url).join(', ')}), database ${db.name}`)
 
     const byStatus: Record<string, number> = {}
     const errors: Record<string, number> = {}
     let requests = 0
     let next = 0
+    // --ha: the failover in progress (from a kill to the next one) collects what the clients saw.
+    const failovers: FailoverRecord[] = []
+    let failover: { record: FailoverRecord, killedAt: number, firstBad: number, lastBad: number } | undefined
+    const noteAnswer = (sentAt: number, method: string, result: HttpResult): void => {
+      if (failover === undefined) return
+      const bad = result.kind === 'error' || result.status === 503
+      if (bad && Date.now() - failover.killedAt > OUTAGE_S * 1000) {
+        failover.record.laterUnavailable += 1
+      } else if (bad) {
+        if (result.kind === 'error') failover.record.connectionErrors += 1
+        else failover.record.unavailable503 += 1
+        const now = Date.now()
+        if (failover.firstBad === 0) failover.firstBad = now
+        failover.lastBad = now
+        failover.record.windowS = Math.round((failover.lastBad - failover.firstBad) / 100) / 10
+      } else if (method !== 'GET' && result.status < 300 && failover.firstBad !== 0 && sentAt >= failover.firstBad && failover.record.serviceRecoveredS === null) {
+        failover.record.serviceRecoveredS = Math.round((Date.now() - failover.killedAt) / 100) / 10
+      }
+    }
     /** Every request sent, by the raw client or the writers' balance-api/client: counted, and checked. */
-    const observe = (method: string, url: string, result: HttpResult): void => {
+    const observe = (method: string, url: string, result: HttpResult, sentAt: number): void => {
       requests += 1
+      noteAnswer(sentAt, method, result)
       if (result.kind === 'answer') bump(byStatus, String(result.status))
       else bump(errors, result.error)
       if (result.kind === 'error' && ['CLIENT_TIMEOUT', 'TIMEOUT'].includes(result.error)) fail(`${method} ${url}: no answer within the client timeout`)
@@ -169,15 +249,16 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const call = async (method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResult> => {
       const client = clients[next % clients.length]!
       next += 1
+      const sentAt = Date.now()
       const result = await client.request(method, url, body, headers)
-      observe(method, url, result)
+      observe(method, url, result, sentAt)
       return result
     }
     /** The writers' clients (balance-api/client, one retry logic); each attempt is observed like a raw request. */
     const writerApis = Array.from({ length: options.clients }, (_, index) => writerClient(instances.map((instance) => instance.url), index, CLIENT_TIMEOUT_MS, MAX_ATTEMPTS, (attempt) => {
       observe(attempt.method, attempt.path, attempt.status === undefined
         ? { kind: 'error', error: attempt.code ?? 'unknown' }
-        : { kind: 'answer', status: attempt.status, body: { code: attempt.code }, replayed: false })
+        : { kind: 'answer', status: attempt.status, body: { code: attempt.code }, replayed: false }, Date.now() - attempt.ms)
     }))
 
     // 2. Users, each created under a key and retried until it exists.
@@ -234,9 +315,23 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       const outcome = await sendWrite(writerApis[writer % writerApis.length]!, operation, attempts)
       ambiguousAttempts += outcome.final === 'unknown' ? outcome.attempts : outcome.attempts - 1
       if (outcome.final === 'acknowledged' && outcome.attempts > 1 && outcome.replayed) replayedAfterAmbiguity += 1
+      if (outcome.final === 'acknowledged') recordLegs(operation, outcome.body)
       if (outcome.final !== 'unexpected') return outcome.final
       fail(`${operation.key} ${operation.method} ${operation.path} ${JSON.stringify(operation.body)}: ${outcome.detail}`)
       return 'refused'
+    }
+    // What each acknowledged answer said (user:amount:balance after, per leg, sorted), checked against the journal.
+    const acknowledgedLegs = new Map<string, string>()
+    const recordLegs = (operation: Operation, body: Record<string, unknown> = {}): void => {
+      const legs: string[] = []
+      if (operation.kind === 'transfer') {
+        const from = body.from as { userId?: number, balance?: number } | undefined
+        const to = body.to as { userId?: number, balance?: number } | undefined
+        legs.push(`${from?.userId}:${-operation.body.amount!}:${from?.balance}`, `${to?.userId}:${operation.body.amount}:${to?.balance}`)
+      } else {
+        legs.push(`${body.userId as number}:${body.amount as number}:${body.balance as number}`)
+      }
+      acknowledgedLegs.set(operation.key, legs.sort().join(' '))
     }
 
     const settle = (operation: Operation, final: Final): void => {
@@ -299,12 +394,10 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       }
     })()
 
-    const faults = { terminateRounds: 0, backendsTerminated: 0, instanceKills: 0 }
+    const faults = { terminateRounds: 0, backendsTerminated: 0, instanceKills: 0, primaryKills: 0 }
     const terminator = (async () => {
       if (options.terminateEveryMs <= 0) return
-      const injector = new pg.Client({ connectionString: db.url, application_name: 'soak-fault-injector' })
-      injector.on('error', (error) => { options.log(`soak-fault-injector connection error: ${error.message}`) })
-      await injector.connect()
+      const injector = new ResilientClient(checkerUrl, 'soak-fault-injector', options.log)
       try {
         while (running()) {
           await sleep(Math.min(options.terminateEveryMs, Math.max(0, deadline - Date.now())))
@@ -329,15 +422,48 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         options.log(`soak ${runId}: killed ${victim.label} (SIGKILL), starting it again`)
         await sleep(1000)
         await victim.start()
+        topology?.adopt(victim.pid)
+      }
+    })()
+
+    const primaryKiller = (async () => {
+      const every = options.ha?.killPrimaryEveryMs ?? 0
+      if (topology === undefined || options.ha === undefined || every <= 0) return
+      for (;;) {
+        await sleep(Math.min(every, Math.max(0, deadline - Date.now())))
+        if (!running()) break
+        if (options.ha.maxPrimaryKills > 0 && faults.primaryKills >= options.ha.maxPrimaryKills) break
+        // Patroni promotes only the synchronous standby: wait until the last killed node is one again (not past the end).
+        try {
+          await topology.waitForSyncStandby(Math.min(120_000, Math.max(0, deadline - Date.now())))
+        } catch (error) {
+          if (!running()) break
+          throw error
+        }
+        const victim = await topology.waitForPrimary(30_000)
+        if (!running()) break
+        const killedAt = Date.now()
+        const record: FailoverRecord = { killed: victim.name, newPrimary: '', atS: Math.round((killedAt - loadStarted) / 100) / 10, failoverS: 0, serviceRecoveredS: null, unavailable503: 0, connectionErrors: 0, windowS: 0, laterUnavailable: 0, standbyBackS: null }
+        failover = { record, killedAt, firstBad: 0, lastBad: 0 }
+        failovers.push(record)
+        await topology.killNode(victim)
+        faults.primaryKills += 1
+        options.log(`soak ${runId}: killed the primary node ${victim.name} (Patroni + postmaster, SIGKILL)`)
+        const promoted = await topology.waitForPrimary(60_000, victim.name)
+        record.newPrimary = promoted.name
+        record.failoverS = Math.round((Date.now() - killedAt) / 100) / 10
+        options.log(`soak ${runId}: ${promoted.name} is primary after ${record.failoverS} s; starting ${victim.name} again as a standby`)
+        topology.startNode(victim)
+        void topology.waitForSyncStandby(every).then(() => { record.standbyBackS = Math.round((Date.now() - killedAt) / 100) / 10 }, () => {})
       }
     })()
 
     const progress = setInterval(() => {
       const seconds = (Date.now() - loadStarted) / 1000
-      options.log(`soak ${runId}: ${Math.round(seconds)} s, ${acknowledged + refused + unknown.length} operations (${Math.round((acknowledged + refused) / Math.max(1, seconds))}/s), ${reads.total} reads, ${faults.backendsTerminated} backends terminated, ${faults.instanceKills} kills, ${violationCount} violations`)
+      options.log(`soak ${runId}: ${Math.round(seconds)} s, ${acknowledged + refused + unknown.length} operations (${Math.round((acknowledged + refused) / Math.max(1, seconds))}/s), ${reads.total} reads, ${faults.backendsTerminated} backends terminated, ${faults.instanceKills} kills, ${faults.primaryKills} primary kills, ${violationCount} violations`)
     }, 30_000)
     try {
-      await Promise.all([...writers, ...readers, snapshotter, terminator, killer].map(abortOn))
+      await Promise.all([...writers, ...readers, snapshotter, terminator, killer, primaryKiller].map(abortOn))
     } finally {
       clearInterval(progress)
     }
@@ -356,17 +482,32 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     }
 
     // 5. The journal, by Idempotency-Key.
-    const entries = await admin.query<[string, number]>({
-      text: 'SELECT idempotency_key, count(*)::int FROM journal_entries WHERE idempotency_key LIKE $1 GROUP BY idempotency_key',
+    const entries = await admin.query<[string, number, string]>({
+      text: `SELECT idempotency_key, count(*)::int, string_agg(user_id || ':' || amount || ':' || balance_after, ' ')
+        FROM journal_entries WHERE idempotency_key LIKE $1 GROUP BY idempotency_key`,
       values: [`soak-${runId}-%`],
       rowMode: 'array',
     })
     const found = new Map<string, number>()
-    for (const [key, count] of entries.rows) found.set(key, count)
+    const journalLegs = new Map<string, string>()
+    for (const [key, count, legs] of entries.rows) {
+      found.set(key, count)
+      journalLegs.set(key, legs.split(' ').sort().join(' '))
+    }
     for (const [key, legs] of expectedLegs) {
       const count = found.get(key) ?? 0
       if (count !== legs) fail(`${key}: ${count} journal entries, expected ${legs} (${legs === 0 ? 'refused' : 'acknowledged'})`)
       found.delete(key)
+    }
+    // Every acknowledged answer is in the journal as it was told: the same user, amount and balance after.
+    const journalMatches = { checked: 0, mismatched: 0 }
+    for (const [key, answered] of acknowledgedLegs) {
+      journalMatches.checked += 1
+      const stored = journalLegs.get(key)
+      if (stored !== answered) {
+        journalMatches.mismatched += 1
+        fail(`${key}: answered ${answered}, journal has ${stored ?? 'nothing'} (user:amount:balance after)`)
+      }
     }
     let unknownDelta = 0
     for (const operation of stillUnknown) {
@@ -386,6 +527,9 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const expectedTotal = initialTotal + acknowledgedDelta + unknownDelta
     const actualTotal = Number((await admin.query<{ total: string }>('SELECT coalesce(sum(balance), 0)::text AS total FROM users')).rows[0]?.total)
     if (actualTotal !== expectedTotal) fail(`total ${actualTotal} ≠ initial ${initialTotal} + acknowledged deposits − withdrawals ${acknowledgedDelta} + reconciled ${unknownDelta} = ${expectedTotal}`)
+    // The books check on the final primary (through HAProxy on --ha), on a fresh connection.
+    const finalPrimary = topology === undefined ? undefined : await topology.waitForPrimary(60_000)
+    sequelize = createSequelize(checkerUrl, loadConfig({ DATABASE_URL: checkerUrl, LOG_LEVEL: 'silent' }, false), () => {})
     const books = await checkBooks(sequelize)
     for (const violation of books.violations) fail(`books: ${violation.check}: ${violation.count} × ${violation.description}`)
     const unexpectedInstanceExits = instances.reduce((sum, instance) => sum + instance.unexpectedExits, 0)
@@ -411,10 +555,14 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         strategy: options.strategy,
         terminateEveryMs: options.terminateEveryMs,
         killInstanceEveryMs: options.killInstanceEveryMs,
+        ...(options.ha === undefined ? {} : { ha: options.ha }),
         report: options.report,
         ...(options.out === undefined ? {} : { out: options.out }),
       },
-      database: process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === '' ? 'embedded' : 'external',
+      database: topology !== undefined ? 'ha' : process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === '' ? 'embedded' : 'external',
+      ...(options.ha === undefined || finalPrimary === undefined
+        ? {}
+        : { ha: { pooler: options.ha.pooler, strict: options.ha.strict, failovers, finalPrimary: finalPrimary.name, checkerReconnects: admin.reconnects } }),
       operations: {
         logical,
         byKind,
@@ -439,6 +587,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       faults: { ...faults, unexpectedInstanceExits, bootFailuresRetried: bootFailures },
       snapshots,
       books: { users: books.users, entries: books.entries, transfers: books.transfers, idempotencyKeys: books.idempotencyKeys, checkerOk: books.ok },
+      journalMatches,
       totals: { initial: initialTotal, expected: expectedTotal, actual: actualTotal },
       violations: violationCount === 0 ? [] : [`${violationCount} violations`, ...violations],
     }
@@ -452,7 +601,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     for (const client of clients) client.close()
     await Promise.all(instances.map(async (instance) => { await instance.stop() }))
     await admin.end().catch(() => {})
-    await sequelize.close().catch(() => {})
+    await sequelize?.close().catch(() => {})
     await db.drop()
   }
 }
@@ -465,7 +614,7 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
     const arg = argv[index]!
     if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`)
     const name = arg.slice(2)
-    if (['report', 'no-faults', 'no-kills'].includes(name)) { flags.add(name); continue }
+    if (['report', 'no-faults', 'no-kills', 'ha', 'strict'].includes(name)) { flags.add(name); continue }
     const value = argv[index + 1]
     if (value === undefined) throw new Error(`--${name} needs a value`)
     values.set(name, value)
@@ -485,6 +634,13 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
   if (!['advisory', 'atomic', 'row-lock'].includes(strategy)) throw new Error('--strategy must be advisory, atomic or row-lock')
   const out = values.get('out')
   values.delete('out')
+  const ha = flags.has('ha')
+  const pooler = values.get('pooler') ?? 'none'
+  values.delete('pooler')
+  if (!['none', 'session', 'transaction'].includes(pooler)) throw new Error('--pooler must be none, session or transaction')
+  if (!ha && (flags.has('strict') || pooler !== 'none' || values.has('kill-primary-every-ms') || values.has('max-primary-kills'))) throw new Error('--pooler, --strict, --kill-primary-every-ms and --max-primary-kills go with --ha')
+  const killPrimaryEveryMs = flags.has('no-faults') ? 0 : number('kill-primary-every-ms', 180_000, 0, 24 * 3_600_000)
+  const maxPrimaryKills = number('max-primary-kills', 0, 0, 10_000)
   const options = {
     durationMs: Math.round((minutes * 60 + seconds) * 1000),
     users: number('users', 10, 1, 1000),
@@ -493,10 +649,12 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
     readers: number('readers', 4, 0, 100),
     instances: number('instances', 2, 1, 8),
     strategy: strategy as StrategyName,
-    terminateEveryMs: flags.has('no-faults') ? 0 : number('terminate-every-ms', 3000, 100, 3_600_000),
+    // On --ha the fault is the primary node's death; backend terminations only when asked for.
+    terminateEveryMs: flags.has('no-faults') || (ha && !values.has('terminate-every-ms')) ? 0 : number('terminate-every-ms', 3000, 100, 3_600_000),
     killInstanceEveryMs: flags.has('no-kills') || flags.has('no-faults') ? 0 : number('kill-instance-every-ms', 0, 0, 3_600_000),
     report: flags.has('report'),
     ...(out === undefined ? {} : { out }),
+    ...(ha ? { ha: { pooler: pooler as Pooler, strict: flags.has('strict'), killPrimaryEveryMs, maxPrimaryKills } } : {}),
   }
   values.delete('terminate-every-ms')
   values.delete('kill-instance-every-ms')

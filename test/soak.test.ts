@@ -20,6 +20,11 @@ t.test('options: --minutes/--seconds and the rest are checked', async (t) => {
   t.throws(() => parseArgs(['--colour', 'red']), /unknown option --colour/)
   t.throws(() => parseArgs(['--clients']), /needs a value/)
   t.throws(() => parseArgs(['stray']), /unexpected argument/)
+  // --ha (issue 11): the fault is the primary node's death; backend terminations only when asked for.
+  t.match(parseArgs(['--ha', '--pooler', 'transaction', '--max-primary-kills', '2']), { terminateEveryMs: 0, ha: { pooler: 'transaction', strict: false, killPrimaryEveryMs: 180_000, maxPrimaryKills: 2 } })
+  t.match(parseArgs(['--ha', '--strict', '--terminate-every-ms', '5000']), { terminateEveryMs: 5000, ha: { pooler: 'none', strict: true } })
+  t.throws(() => parseArgs(['--strict']), /go with --ha/)
+  t.throws(() => parseArgs(['--ha', '--pooler', 'statement']), /--pooler/)
 })
 
 t.test(`bank soak: ${seconds} s, two instances, faults, nothing lost`, async (t) => {
