@@ -12,10 +12,15 @@ export interface BurstOutcome {
 
 const BURST_TIMEOUT_MS = 300_000
 
+export interface BurstOptions {
+  /** A unique Idempotency-Key on every request (the keyed seed burst). */
+  keyed?: boolean
+}
+
 /** test/support/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each. */
-export async function burst (url: string, count: number, body: unknown): Promise<BurstOutcome> {
+export async function burst (url: string, count: number, body: unknown, { keyed = false }: BurstOptions = {}): Promise<BurstOutcome> {
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [burstClientScript, url, String(count), JSON.stringify(body), 'PATCH'],
+    execFile(process.execPath, [burstClientScript, url, String(count), JSON.stringify(body), 'PATCH', keyed ? 'keyed' : 'plain'],
       { maxBuffer: 1024 * 1024, timeout: BURST_TIMEOUT_MS },
       (error, stdout, stderr) => {
         if (error !== null) { reject(new Error(`burst client failed: ${error.message} ${stderr}`)); return }
