@@ -85,8 +85,9 @@ export async function scrapeBatchMetrics (baseUrl: string, strategy: string): Pr
 }
 
 /**
- * The q-quantile from cumulative buckets, as Prometheus' histogram_quantile does: find the bucket where the rank
- * falls and interpolate linearly inside it (the lowest bucket starts at 0; the +Inf bucket answers its lower bound).
+ * The q-quantile from cumulative buckets, like Prometheus' histogram_quantile: find the bucket where the rank falls
+ * and interpolate linearly inside it; the +Inf bucket answers its lower bound. Batch sizes are whole numbers, so a
+ * bucket (a, b] holds a+1 … b (the lowest starts at 0): a histogram of lone changes answers 1, not 0.5.
  */
 export function bucketQuantile (buckets: Array<{ le: number, count: number }>, q: number): number {
   const total = buckets.at(-1)?.count ?? 0
@@ -98,7 +99,8 @@ export function bucketQuantile (buckets: Array<{ le: number, count: number }>, q
     if (bucket.count >= rank) {
       if (bucket.le === Infinity) return lowerBound
       const inBucket = bucket.count - lowerCount
-      return inBucket === 0 ? bucket.le : lowerBound + ((bucket.le - lowerBound) * (rank - lowerCount)) / inBucket
+      const from = Math.min(bucket.le, lowerBound + 1)
+      return inBucket === 0 ? bucket.le : from + ((bucket.le - from) * (rank - lowerCount)) / inBucket
     }
     lowerBound = bucket.le
     lowerCount = bucket.count

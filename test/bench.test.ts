@@ -223,11 +223,12 @@ t.test('batch sizes from two /metrics scrapes', async (t) => {
   // After: 10 more batches of 1, 80 of 3–4, 10 of 100–128.
   const after = parseBatchMetrics(scrape([20, 20, 100, 100, 100, 100, 100, 110], 10 + 10 + 80 * 3.5 + 10 * 120, 110), 'advisory')
   const stats = batchStats(before, after, 512)
-  t.same(stats, { batches: 100, changes: 1490, mean: 14.9, p50: 2 + (2 * (50 - 10)) / 80, p90: 4, max: 128, batchesTotal: 100 })
+  t.same(stats, { batches: 100, changes: 1490, mean: 14.9, p50: 3.5, p90: 4, max: 128, batchesTotal: 100 })
   t.equal(batchStats({}, parseBatchMetrics('', 'advisory'), 512), undefined, 'no histogram: no figures')
   t.same(parseBatchMetrics(scrape([5], 5, 5), 'row-lock'), {}, 'another strategy\'s series are not read')
   t.equal(bucketQuantile([{ le: 1, count: 0 }, { le: Infinity, count: 4 }], 0.5), 1, 'past the last finite bucket: its bound')
   t.ok(Number.isNaN(bucketQuantile([{ le: 1, count: 0 }], 0.5)))
+  t.equal(bucketQuantile([{ le: 1, count: 7 }, { le: 2, count: 7 }, { le: Infinity, count: 7 }], 0.5), 1, 'only lone changes: 1')
   const capped = batchStats({}, parseBatchMetrics(scrape([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3], 1500, 3), 'advisory'), 512)
   t.equal(capped?.max, 512, 'the +Inf bucket is capped at the largest batch allowed')
 })
