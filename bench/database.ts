@@ -3,7 +3,7 @@ import { USER_BOOKS_SQL, toUserBooks, type UserBooks, type UserBooksRow } from '
 import type { StrategyName } from '../src/config.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { ADVISORY_CHANGE_SQL } from '../src/strategies/advisory.js'
-import { ATOMIC_CHANGE_SQL, ATOMIC_READ_BALANCE_SQL } from '../src/strategies/atomic.js'
+import { ATOMIC_CHANGE_SQL, ATOMIC_DECIDE_SQL } from '../src/strategies/atomic.js'
 import { ROW_LOCK_CHANGE_SQL } from '../src/strategies/row-lock.js'
 import { BATCH_CHANGE_SQL, type BatchLock } from '../src/strategies/batch.js'
 
@@ -122,8 +122,10 @@ export async function ceilingChange (pool: pg.Pool, strategy: StrategyName, user
   const { rows } = await pool.query<{ outcome: string }>({ name: `bench_ceiling_${strategy}`, text: changeSql[strategy], values: [userId, amount, MIN_BALANCE, MAX_BALANCE] })
   const outcome = rows[0]?.outcome
   if (outcome === undefined && strategy === 'atomic') {
-    const read = await pool.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, [userId])
-    return read.rows[0] !== undefined && amount < 0 ? 'insufficient_funds' : 'other'
+    // The service's own second statement for a refused CTE (it decides for good).
+    const decided = await pool.query<{ outcome: string }>(ATOMIC_DECIDE_SQL, [userId, amount, MIN_BALANCE, MAX_BALANCE])
+    const second = decided.rows[0]?.outcome
+    return second === 'applied' || second === 'insufficient_funds' ? second : 'other'
   }
   return outcome === 'applied' || outcome === 'insufficient_funds' ? outcome : 'other'
 }

@@ -12,15 +12,13 @@ export interface BurstOutcome {
 
 const BURST_TIMEOUT_MS = 300_000
 
-export interface BurstOptions {
-  /** A unique Idempotency-Key on every request (the keyed seed burst). */
-  keyed?: boolean
-}
-
-/** test/support/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each. */
-export async function burst (url: string, count: number, body: unknown, { keyed = false }: BurstOptions = {}): Promise<BurstOutcome> {
+/**
+ * test/support/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each.
+ * With `keyPrefix`, request i carries the Idempotency-Key `<keyPrefix>-<i>` (the keyed seed burst).
+ */
+export async function burst (url: string, count: number, body: unknown, keyPrefix?: string): Promise<BurstOutcome> {
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [burstClientScript, url, String(count), JSON.stringify(body), 'PATCH', keyed ? 'keyed' : 'plain'],
+    execFile(process.execPath, [burstClientScript, url, String(count), JSON.stringify(body), 'PATCH', ...(keyPrefix === undefined ? [] : [keyPrefix])],
       { maxBuffer: 1024 * 1024, timeout: BURST_TIMEOUT_MS },
       (error, stdout, stderr) => {
         if (error !== null) { reject(new Error(`burst client failed: ${error.message} ${stderr}`)); return }

@@ -100,7 +100,7 @@ function burstSection (result: BenchResult, scenario: ScenarioResult): string {
     `## ${TITLES[scenario.name]}: ${n} simultaneous \`PATCH -2\` on one user holding ${n}, one fresh socket each${keyed ? ', each with its own `Idempotency-Key`' : ''}`,
     '',
     `Checks: exactly ${(result.settings.burstRequests / 2).toLocaleString('en-US')} × 200 and as many × 409 \`INSUFFICIENT_FUNDS\`, no connection error, final balance 0, one journal entry per success, Σ journal = balance for every user, nothing negative.` +
-      (keyed ? ' Every key is new (a random prefix per run), so every request executes once; the HTTP floor gets the same headers and ignores them.' : ''),
+      (keyed ? ' Every key is new (a random prefix per measurement), so every request executes once; the HTTP floor gets the same headers and ignores them.' : ''),
     '',
     `![${scenario.name} wall time, group commit on and off](charts/${scenario.name}.svg)`,
     '',
@@ -363,7 +363,7 @@ function methodSection (result: BenchResult): string {
       'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) as a named prepared statement, through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
       'also the second read the strategy makes. Burst: all calls issued at once; loads: as many async workers as autocannon has connections.',
     '- **Database ceilings** (per-commit and batched): on a throwaway database of their own (migrated by booting the service once), see their section.',
-    '- **Bursts**: `test/support/burst-client.mjs` in its own process (one fresh socket per request; `keyed` mode adds a unique `Idempotency-Key` per request). Peak RSS: the server\'s VmHWM after a reset ' +
+    '- **Bursts**: `test/support/burst-client.mjs` in its own process (one fresh socket per request; for the keyed burst request i carries `Idempotency-Key: <prefix>-<i>` with a prefix new to each measurement). Peak RSS: the server\'s VmHWM after a reset ' +
       '(`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples; CPU: utime + stime from `/proc/<pid>/stat` over the measurement.',
     '- **Loads**: autocannon (programmatic API), keep-alive connections; req/s = responses ÷ duration. Requests still in flight when a load stops ' +
       'may commit after it counted, so the journal check allows at most one extra entry per connection.',

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
@@ -165,7 +166,8 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
   const count = options.burst
   const half = count / 2
   const isBurst = step.scenario === 'burst' || step.scenario === 'keyed-burst'
-  const keyed = step.scenario === 'keyed-burst'
+  // The keyed burst: request i carries `<prefix>-<i>`, a prefix new to this measurement, so every key is a first use.
+  const keyPrefix = (): string | undefined => step.scenario === 'keyed-burst' ? `bench-${randomUUID()}` : undefined
 
   if (step.scenario === 'ceilings') {
     await measureCeiling(step, options, ceilings!, record)
@@ -178,7 +180,7 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     if (isBurst) {
       await fetch(`${server.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance: count }) })
       const watch = await watchProcess(server.pid)
-      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, { keyed })
+      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
       record.figures = burstFigures(outcome, await watch.stop())
       record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
       record.failures = burstChecks(outcome, count)
@@ -204,7 +206,7 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     if (service !== undefined) {
       const metricsBefore = await scrape()
       const watch = await watchProcess(service.pid)
-      const outcome = await burst(`${service.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, { keyed })
+      const outcome = await burst(`${service.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
       const usage = await watch.stop()
       const batches = batchStats(metricsBefore, await scrape(), options.maxBatch)
       record.figures = { ...burstFigures(outcome, usage), ...batchFigures(batches) }

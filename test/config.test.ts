@@ -12,6 +12,8 @@ t.test('defaults', async (t) => {
     DB_CONNECT_TIMEOUT_MS: 5000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
     BALANCE_STRATEGY: 'advisory',
+    GROUP_COMMIT: 'on',
+    GROUP_COMMIT_MAX_BATCH: 512,
     IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
     LOG_PRETTY: false,
@@ -40,6 +42,9 @@ t.test('a bad value names the variable', async (t) => {
     [{ DB_POOL_MAX: '1' }, /DB_POOL_MAX/],
     [{ DB_POOL_MAX: '1000' }, /DB_POOL_MAX/],
     [{ BALANCE_STRATEGY: 'optimistic' }, /BALANCE_STRATEGY/],
+    [{ GROUP_COMMIT: 'yes' }, /GROUP_COMMIT/],
+    [{ GROUP_COMMIT_MAX_BATCH: '0' }, /GROUP_COMMIT_MAX_BATCH/],
+    [{ GROUP_COMMIT_MAX_BATCH: '4097' }, /GROUP_COMMIT_MAX_BATCH/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
   ]

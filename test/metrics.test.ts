@@ -80,7 +80,9 @@ for (const strategy of strategies) {
 }
 
 t.test('db_lock_waiters shows sessions queued on a hot row', async (t) => {
-  const { app, db } = await build(t, { strategy: 'advisory' })
+  // Group commit off: with it on, this instance sends one statement per user at a time and the other two changes
+  // wait in the service for the next batch, not in PostgreSQL (test/group-commit.test.ts covers that side).
+  const { app, db } = await build(t, { strategy: 'advisory', env: { GROUP_COMMIT: 'off' } })
   // Hold user 1's advisory lock in a transaction of our own, then send changes that must wait for it.
   const holder = await app.sequelize.transaction()
   await app.sequelize.query('SELECT pg_advisory_xact_lock(1::bigint)', { transaction: holder })

@@ -1,9 +1,9 @@
-import pg from 'pg'
 import t from 'tap'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { build, buildBehindProxy, checkBooksAfterFaults, listen, strategies } from './helper.js'
 import { send, sleep, type Outcome } from './support/load.js'
+import { CLIENT_TIMEOUT_MS, backendKiller, connect, exactlyOnceMismatches, untilAnswered, type Operation, type Settled } from './support/retry.js'
 
 /**
  * Clients that retry with an Idempotency-Key converge to exactly-once (issue 6, part 2): while the service's
@@ -12,43 +12,6 @@ import { send, sleep, type Outcome } from './support/load.js'
  * for a 2xx, never for a 409), however many 503s came before. And the ambiguous case made on purpose: the reply to
  * a committed change is lost on its way back; the service says 503, the retry with the same key finds the result.
  */
-const CLIENT_TIMEOUT_MS = 30_000
-const MAX_ATTEMPTS = 40
-
-interface Operation {
-  key: string
-  method: 'PATCH' | 'POST'
-  path: string
-  body: Record<string, number>
-  /** Journal entries the operation writes when it succeeds. */
-  legs: number
-}
-
-interface Settled { operation: Operation, final: Outcome, attempts: number, ambiguous: number, replayedAfter503: boolean }
-
-async function connect (url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: 'fault-injector' })
-  await client.connect()
-  return client
-}
-
-/** Sends an operation until it gets an answer that is not a 503 (or a lost connection), at most MAX_ATTEMPTS times. */
-async function untilAnswered (base: string, operation: Operation): Promise<Settled> {
-  let ambiguous = 0
-  let outcome: Outcome | undefined
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-    outcome = await send(base, operation.method, operation.path, operation.body, { 'idempotency-key': operation.key }, CLIENT_TIMEOUT_MS)
-    const unavailable = !outcome.ok || (outcome.reply.status === 503 && outcome.reply.body.code === 'DB_UNAVAILABLE')
-    if (!unavailable) {
-      const replayedAfter503 = ambiguous > 0 && outcome.ok && outcome.reply.headers.get('idempotent-replayed') === 'true'
-      return { operation, final: outcome, attempts: attempt, ambiguous, replayedAfter503 }
-    }
-    ambiguous += 1
-    await sleep(Math.min(500, 20 * attempt))
-  }
-  return { operation, final: outcome!, attempts: MAX_ATTEMPTS, ambiguous, replayedAfter503: false }
-}
-
 const keeper = await createThrowawayDatabase('retries-keeper')
 t.teardown(keeper.drop)
 
@@ -72,16 +35,7 @@ for (const strategy of strategies) {
       }
     })
 
-    let done = false
-    let terminated = 0
-    const killer = (async () => {
-      for (let round = 0; round < 40 && !done; round += 1) {
-        await sleep(60)
-        const killed = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name = 'balance-api' AND pid <> pg_backend_pid()`)
-        terminated += killed.rowCount ?? 0
-      }
-    })()
+    const killer = backendKiller(admin, 60, 40)
     const settled: Settled[] = []
     let next = 0
     await Promise.all(Array.from({ length: 12 }, async () => {
@@ -91,8 +45,7 @@ for (const strategy of strategies) {
         settled.push(await untilAnswered(base, operation))
       }
     }))
-    done = true
-    await killer
+    const terminated = await killer.stop()
 
     const finals = settled.map(({ final }) => final.ok ? final.reply.status : final.error)
     const byStatus: Record<string, number> = {}
@@ -102,13 +55,7 @@ for (const strategy of strategies) {
     t.ok(terminated > 0, `${terminated} backends terminated; ${retried} operations saw a 503 first, ${foundCommitted} of them had in fact committed (replayed on retry); final answers ${JSON.stringify(byStatus)}`)
     t.ok(finals.every((status) => status === 200 || status === 201 || status === 409), 'every operation ends with a real answer: 2xx or 409')
 
-    const rows = (await admin.query<{ idempotency_key: string, n: string }>(`SELECT idempotency_key, count(*) AS n FROM journal_entries
-      WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key`)).rows
-    const entriesByKey = new Map(rows.map((row) => [row.idempotency_key, Number(row.n)]))
-    const wrong = settled.filter(({ operation, final }) => {
-      const expected = final.ok && final.reply.status < 300 ? operation.legs : 0
-      return (entriesByKey.get(operation.key) ?? 0) !== expected
-    }).map(({ operation, final }) => `${operation.key}: ${entriesByKey.get(operation.key) ?? 0} entries after ${final.ok ? final.reply.status : final.error}`)
+    const wrong = await exactlyOnceMismatches(admin, settled)
     t.same(wrong, [], 'each logical operation is in the journal exactly as its final answer says: once per leg for a 2xx, never for a 409')
     const report = await checkBooksAfterFaults(app.sequelize)
     t.ok(report.ok, formatReport(report))

@@ -5,6 +5,7 @@ import { rowLockChangeFunction } from './0003-row-lock-change-function.js'
 import { ledger } from './0004-ledger.js'
 import { advisoryRefusalWithoutLock } from './0005-advisory-refusal-without-lock.js'
 import { groupCommitBatch } from './0006-group-commit-batch.js'
+import { atomicRefusalRechecked } from './0007-atomic-refusal-rechecked.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -14,4 +15,5 @@ export const migrations: Migration[] = [
   ledger,
   advisoryRefusalWithoutLock,
   groupCommitBatch,
+  atomicRefusalRechecked,
 ]

@@ -1,6 +1,6 @@
 import { QueryTypes, type Sequelize } from 'sequelize'
 import { hotQuery } from '../db/hot-query.js'
-import { MAX_BALANCE, MIN_BALANCE, toSafeInteger } from '../domain/money.js'
+import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
 import { ledgerMethods } from './keyed.js'
 import type { BalanceStrategy, ChangeOutcome } from './types.js'
@@ -8,7 +8,7 @@ import type { BalanceStrategy, ChangeOutcome } from './types.js'
 /**
  * One conditional UPDATE whose RETURNING feeds the journal INSERT: a single statement, so a single implicit
  * transaction. The row lock the UPDATE takes is held only for that statement and its commit.
- * When the WHERE refuses, a second read (outside any lock) says why: no user, or which bound was hit.
+ * When the WHERE refuses, a second statement decides for good (ATOMIC_DECIDE_SQL): no user, which bound, or applied.
  * A transfer (balance_transfer_atomic, db/migrations/0004) makes two conditional UPDATEs in ascending id order,
  * undoing the first through a savepoint when the second refuses.
  */
@@ -27,7 +27,12 @@ export const ATOMIC_CHANGE_SQL = `
 
 const ATOMIC_CHANGE = { name: 'balance_change_atomic_v1', text: ATOMIC_CHANGE_SQL }
 
-export const ATOMIC_READ_BALANCE_SQL = 'SELECT balance FROM users WHERE id = $1'
+/**
+ * What the keyless path runs when its CTE refused: balance_change_atomic() (db/migrations/0007) tries the change once
+ * more and, when it refuses, names a balance that really refuses it. A read alone could name a balance that a deposit
+ * committed in between had already raised above the change (found by test/group-commit.test.ts).
+ */
+export const ATOMIC_DECIDE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_atomic($1, $2, $3, $4)'
 
 /** The keyed change (db/migrations/0004): claim the key, run balance_change_atomic(), store the outcome; one round trip. */
 export const ATOMIC_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_atomic_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
@@ -35,12 +40,9 @@ export const ATOMIC_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_
 export const ATOMIC_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_transfer_atomic($1, $2, $3, $4, $5, $6, $7, $8, $9)'
 
 export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
-  async function explainRefusal (userId: number, amount: number): Promise<ChangeOutcome> {
-    const rows = await sequelize.query<{ balance: string }>(ATOMIC_READ_BALANCE_SQL, { bind: [userId], type: QueryTypes.SELECT, raw: true })
-    if (rows[0] === undefined) return { outcome: 'user_not_found' }
-    // A negative amount can only hit the lower bound and a positive one only the upper bound.
-    const balance = toSafeInteger(rows[0].balance, 'balance')
-    return amount < 0 ? { outcome: 'insufficient_funds', balance } : { outcome: 'balance_limit_exceeded', balance }
+  async function decide (userId: number, amount: number): Promise<ChangeOutcome> {
+    const rows = await sequelize.query<OutcomeRow>(ATOMIC_DECIDE_SQL, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
+    return toChangeOutcome(rows[0])
   }
 
   return {
@@ -50,7 +52,7 @@ export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
     async change ({ userId, amount }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
       const rows = await hotQuery<OutcomeRow>(sequelize, ATOMIC_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])
-      return rows[0] === undefined ? await explainRefusal(userId, amount) : toChangeOutcome(rows[0])
+      return rows[0] === undefined ? await decide(userId, amount) : toChangeOutcome(rows[0])
     },
   }
 }

@@ -1,35 +1,31 @@
 // Fires N requests at once, each on its own fresh TCP socket (no keep-alive), and prints one JSON line:
 // { wallMs, statuses: {"200": n, ...}, codes: {"INSUFFICIENT_FUNDS": n, ...}, errors: {"ECONNRESET": n, ...}, latencyMs: {p50, p99, max} }
 // Plain JavaScript run in a child process, so the client's 10k sockets do not share the server's fd limit.
-// Usage: node burst-client.mjs <url> <count> <json-body> [method] [keyed]
-// keyed: every request carries its own unique Idempotency-Key (a random prefix per run, then the request's index),
-// so each one is a first use of its key; without it no request has a key.
-import { randomUUID } from 'node:crypto'
+// Usage: node burst-client.mjs <url> <count> <json-body> [method] [key-prefix]
+// With a key prefix, request i carries `Idempotency-Key: <key-prefix>-<i>` (the keyed seed burst: a unique key each).
 import http from 'node:http'
 
-const [url, countText, body, method = 'PATCH', mode = 'plain'] = process.argv.slice(2)
+const [url, countText, body, method = 'PATCH', keyPrefix] = process.argv.slice(2)
 const count = Number(countText)
-if (!url || !Number.isInteger(count) || count < 1 || count > 50000 || body === undefined || !['plain', 'keyed'].includes(mode)) {
-  console.error('usage: burst-client.mjs <url> <count 1..50000> <json-body> [method] [plain|keyed]')
+if (!url || !Number.isInteger(count) || count < 1 || count > 50000 || body === undefined) {
+  console.error('usage: burst-client.mjs <url> <count 1..50000> <json-body> [method] [key-prefix]')
   process.exit(2)
 }
 const target = new URL(url)
 const payload = Buffer.from(body)
-const keyPrefix = mode === 'keyed' ? `burst-${randomUUID()}-` : undefined
 const REQUEST_TIMEOUT_MS = 120_000
 
 function once (_, index) {
+  const key = keyPrefix === undefined ? {} : { 'idempotency-key': `${keyPrefix}-${index}` }
   return new Promise((resolve) => {
     const started = performance.now()
-    const headers = { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close' }
-    if (keyPrefix !== undefined) headers['idempotency-key'] = keyPrefix + index
     const req = http.request({
       host: target.hostname,
       port: target.port,
       path: target.pathname,
       method,
       agent: false,
-      headers,
+      headers: { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close', ...key },
       timeout: REQUEST_TIMEOUT_MS,
     }, (res) => {
       const chunks = []
