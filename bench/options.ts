@@ -56,7 +56,7 @@ export interface BenchOptions {
   log: (line: string) => void
 }
 
-export const usage = `Usage: npm run bench -- [flags]
+export const usage = `Usage: npm run bench -- [flags]   (the full default run: ≈ 15 min of measurements on 2 quiet cores)
   --quick                 1 repetition, 2 s loads, burst 2000, 1000 spread users, 1 s batch ceilings
   --strategies a,b        subset of ${strategyNames.join(',')} (default: all)
   --scenarios a,b         subset of ${scenarioNames.join(',')} (default: all)

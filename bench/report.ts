@@ -379,7 +379,7 @@ export function benchSectionForReadme (result: BenchResult): string {
     '## Benchmark',
     '',
     '```bash',
-    'npm run bench                       # full run (every strategy, group commit on and off); writes bench/results/<timestamp>.json and bench/REPORT.md',
+    'npm run bench                       # full run: every strategy, group commit on and off, ≈ 15 min on 2 quiet cores; writes bench/results/<timestamp>.json and bench/REPORT.md',
     'npm run bench -- --quick            # 1 repetition, short loads, smaller burst',
     'npm run bench -- --strategies advisory --scenarios ceilings,burst,keyed-burst,hot --group-commit on,off',
     'npm run bench:report                # regenerate bench/REPORT.md from the latest results',
