@@ -18,6 +18,6 @@ export default fp(async function balanceService (fastify) {
   const { config, sequelize } = fastify
   const single = createStrategy(config.BALANCE_STRATEGY, sequelize)
   const strategy = config.GROUP_COMMIT === 'on' ? withGroupCommit(single, sequelize, config.GROUP_COMMIT_MAX_BATCH) : single
-  fastify.decorate('balanceService', new BalanceService(sequelize, fastify.models, strategy, new Idempotency(config.IDEMPOTENCY_TTL_HOURS)))
+  fastify.decorate('balanceService', new BalanceService(sequelize, strategy, new Idempotency(config.IDEMPOTENCY_TTL_HOURS)))
   fastify.log.info({ strategy: strategy.name, groupCommit: config.GROUP_COMMIT, maxBatch: config.GROUP_COMMIT_MAX_BATCH }, 'balance strategy selected')
 }, { name: 'balance-service', dependencies: ['config', 'database', 'migrations'] })

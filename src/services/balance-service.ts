@@ -3,10 +3,8 @@ import {
   BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
-import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
-import { createUser, historyPage, type JournalEntryView } from '../db/ledger.js'
-import type { defineModels } from '../db/models.js'
+import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
 
@@ -86,7 +84,6 @@ export interface BalanceObserver extends BatchObserver {
 export class BalanceService {
   constructor (
     private readonly sequelize: Sequelize,
-    private readonly models: ReturnType<typeof defineModels>,
     readonly strategy: BalanceStrategy,
     private readonly idempotency: Idempotency,
   ) {}
@@ -129,14 +126,9 @@ export class BalanceService {
   }
 
   async getUser (id: number): Promise<UserView> {
-    const user = await this.guard(async () => await this.models.User.findByPk(id, { raw: true }))
+    const user = await this.guard(async () => await readUser(this.sequelize, id))
     if (user === null) throw new UserNotFoundError(id)
-    return {
-      id: toSafeInteger(user.id, 'user id'),
-      balance: assertBalanceInBounds(toSafeInteger(user.balance, 'balance')),
-      createdAt: user.createdAt,
-      updatedAt: user.updatedAt,
-    }
+    return user
   }
 
   /** One page of a user's journal, newest first; `before` is a previous page's nextCursor. */
