@@ -25,6 +25,7 @@ const TITLES: Record<ScenarioName, string> = {
 
 const ON_COLOR = '#4269d0'
 const OFF_COLOR = '#9aa5b1'
+const ROW_LOCK_COLOR = '#3ca951'
 
 function cell (s: Spread | undefined, digits = 0): string {
   if (s === undefined || !Number.isFinite(s.median)) return '—'
@@ -231,20 +232,24 @@ function chartFor (result: BenchResult, scenario: ScenarioResult): string {
   const metric = scenario.metric
   const median = (target: TargetResult | undefined, name = metric): number | undefined => target?.status === 'ok' ? target.summary[name]?.median : undefined
   if (scenario.name === 'ceilings') {
-    const bars: Bar[] = batchTargets(scenario).map((target, index) => ({
+    const bars: Bar[] = batchTargets(scenario).map((target) => ({
       label: `${target.lock!} ×${target.batchSize!}`,
       value: target.summary.changesPerSec?.median ?? 0,
-      color: target.lock === 'advisory' ? ON_COLOR : ['#3ca951', '#efb118'][index % 2]!,
+      color: target.lock === 'advisory' ? ON_COLOR : ROW_LOCK_COLOR,
       ...(target.summary.changesPerSec === undefined ? {} : { min: target.summary.changesPerSec.min, max: target.summary.changesPerSec.max }),
       failed: target.status !== 'ok',
     }))
     const perCommit = median(scenario.targets['per-commit'])
+    const locks = [...new Set(batchTargets(scenario).map((target) => target.lock!))]
     return barChart({
       title: 'One hot row, database only: changes per second (higher is better)',
       unit: 'changes per second',
       bars,
       lines: perCommit === undefined ? [] : [{ label: 'per-commit ceiling', value: perCommit }],
-      legend: [{ label: 'batch SQL by lock and batch size', color: ON_COLOR, kind: 'box' }, { label: 'one UPDATE per commit · whiskers: min–max', color: '#555', kind: 'dash' }],
+      legend: [
+        ...locks.map((lock) => ({ label: `batch SQL, ${lock} lock, by batch size`, color: lock === 'advisory' ? ON_COLOR : ROW_LOCK_COLOR, kind: 'box' as const })),
+        { label: 'one UPDATE per commit · whiskers: min–max', color: '#555', kind: 'dash' },
+      ],
     })
   }
   const withCeiling = scenario.name === 'burst' || scenario.name === 'hot'

@@ -46,6 +46,8 @@ const DEFAULT_LEGEND: LegendEntry[] = [
 const LEGEND_CHAR_PX = 5.6
 
 const WIDTH = 720
+/** Room a bar's label needs: a chart with many bars grows wider instead of overlapping them. */
+const MIN_SLOT = 92
 const HEIGHT = 380
 const MARGIN = { top: 48, right: 190, bottom: 56, left: 72 }
 /** A reference line more than this many times the highest bar is drawn at the top of the plot, labelled off scale. */
@@ -74,7 +76,8 @@ export function niceStep (max: number): number {
 }
 
 export function barChart (chart: BarChart): string {
-  const plotW = WIDTH - MARGIN.left - MARGIN.right
+  const width = Math.max(WIDTH, MARGIN.left + MARGIN.right + MIN_SLOT * chart.bars.length)
+  const plotW = width - MARGIN.left - MARGIN.right
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom
   const barValues = chart.bars.flatMap((bar) => [bar.failed === true ? 0 : bar.value, bar.max ?? 0, bar.marker?.value ?? 0]).filter(Number.isFinite)
   const barTop = Math.max(...barValues, 0)
@@ -88,8 +91,8 @@ export function barChart (chart: BarChart): string {
   const slot = plotW / Math.max(1, chart.bars.length)
   const barW = Math.min(90, slot * 0.5)
   const out: string[] = []
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
-  out.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`)
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEIGHT}" viewBox="0 0 ${width} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
+  out.push(`<rect width="${width}" height="${HEIGHT}" fill="#ffffff"/>`)
   out.push(`<text x="${MARGIN.left}" y="24" font-size="15" font-weight="bold" fill="#222">${escapeXml(chart.title)}</text>`)
   for (let tick = 0; tick <= top + step / 2; tick += step) {
     const ty = y(tick).toFixed(1)
