@@ -22,13 +22,17 @@ import userRoutes from './routes/users.js'
 import transferRoutes from './routes/transfers.js'
 import { ErrorResponse } from './schemas/common.js'
 
-/** pino: JSON lines on stdout (or `stream`), human-readable only with LOG_PRETTY=true. */
+/**
+ * pino: JSON lines on stdout (or `stream`); human-readable (pino-pretty) with LOG_PRETTY=true, or when LOG_PRETTY
+ * is unset and stdout is a terminal (a person watching `npm start`; pipes, files and containers get JSON).
+ */
 function loggerOptions (config: Config, stream: BuildAppOptions['logStream']): FastifyServerOptions['logger'] {
   if (config.LOG_LEVEL === 'silent') return false
   if (stream !== undefined) return { level: config.LOG_LEVEL, stream }
+  const pretty = config.LOG_PRETTY ?? process.stdout.isTTY === true
   return {
     level: config.LOG_LEVEL,
-    ...(config.LOG_PRETTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } } } : {}),
   }
 }
 
@@ -50,6 +54,7 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
     genReqId,
     requestIdHeader: false,
     bodyLimit: limits.bodyLimitBytes,
+    pluginTimeout: limits.pluginTimeoutMs,
     routerOptions: { maxParamLength: limits.maxParamLength },
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,

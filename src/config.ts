@@ -29,6 +29,10 @@ export const EnvSchema = Type.Object({
   }),
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
+  DB_POOLER: Type.Enum(['none', 'pgbouncer-transaction'], {
+    default: 'none',
+    description: 'What sits between the service and PostgreSQL: none (direct), or PgBouncer in transaction pooling mode',
+  }),
   BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
   GROUP_COMMIT: Type.Enum(['on', 'off'], {
     default: 'on',
@@ -47,7 +51,9 @@ export const EnvSchema = Type.Object({
     description: 'Idempotency keys are kept at least this long (then forgotten: the same key runs as new)',
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
-  LOG_PRETTY: Type.Boolean({ default: false }),
+  LOG_PRETTY: Type.Optional(Type.Boolean({
+    description: 'true: human-readable lines (pino-pretty); false: JSON lines; unset: pretty when stdout is a terminal',
+  })),
   API_TOKENS: Type.Optional(Type.String({
     // Comma-separated; each token 16+ visible ASCII characters other than a comma.
     pattern: '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$',
@@ -58,6 +64,7 @@ export const EnvSchema = Type.Object({
 
 export type Config = Static<typeof EnvSchema>
 export type StrategyName = Config['BALANCE_STRATEGY']
+export type PoolerName = Config['DB_POOLER']
 
 /**
  * Validates `source` (process.env by default, plus `.env` when present) against EnvSchema.

@@ -31,4 +31,10 @@ export const limits = {
    * finish, then the pool and the embedded PostgreSQL close. Past this the process exits 1 without waiting further.
    */
   shutdownGraceMs: 10_000,
+  /**
+   * Longest a plugin may take to start (Fastify's default is 10 s). The database plugin's first start with the
+   * embedded PostgreSQL runs initdb (1–2 s on a quiet machine, more than 10 s on a loaded 2-core one; bounded at
+   * 60 s), starts PostgreSQL (bounded at 30 s) and opens the pool.
+   */
+  pluginTimeoutMs: 120_000,
 } as const

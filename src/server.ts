@@ -1,6 +1,8 @@
+import path from 'node:path'
 import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { loadConfig } from './config.js'
+import { loadConfig, type Config } from './config.js'
 import { limits } from './limits.js'
 
 /**
@@ -21,6 +23,29 @@ async function flushLog (log: unknown): Promise<void> {
   })
 }
 
+/** Where the data lives, for the start line: the embedded folder, or DATABASE_URL without its credentials. */
+function databaseShown (config: Config): string {
+  if (config.DATABASE_URL === undefined) return `embedded PostgreSQL, data in ${path.resolve(config.PGDATA_DIR)}`
+  try {
+    const url = new URL(config.DATABASE_URL)
+    return `PostgreSQL at ${url.host}${url.pathname}`
+  } catch {
+    return 'PostgreSQL at DATABASE_URL'
+  }
+}
+
+/** One line that tells a person where the service is, where its docs are, how it changes balances and where the data lives. */
+function logStartLine (app: FastifyInstance, config: Config): void {
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.PORT
+  const anyHost = config.HOST === '0.0.0.0' || config.HOST === '::'
+  const host = anyHost ? 'localhost' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST
+  const url = `http://${host}:${port}`
+  const strategy = `${config.BALANCE_STRATEGY}, group commit ${config.GROUP_COMMIT}`
+  // Everything in the message (no fields), so that the pretty line a person reads at a terminal says it once.
+  app.log.info(`balance-api ready at ${url} (docs: ${url}/docs), strategy ${strategy}, ${databaseShown(config)}`)
+}
+
 async function main (): Promise<void> {
   const config = loadConfig()
   const app = await buildApp(config)
@@ -34,6 +59,7 @@ async function main (): Promise<void> {
   })
 
   await app.listen({ port: config.PORT, host: config.HOST, backlog: limits.listenBacklog })
+  logStartLine(app, config)
 }
 
 main().catch((error: unknown) => {

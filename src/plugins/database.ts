@@ -3,6 +3,8 @@ import { Sequelize } from 'sequelize'
 import { defineModels } from '../db/models.js'
 import { startEmbeddedPostgres } from '../db/embedded-postgres.js'
 import { guardedPg } from '../db/guarded-pg.js'
+import { useHotQueryPooler } from '../db/hot-query.js'
+import { applyRoleTimeouts } from '../db/pooler.js'
 import type { Config } from '../config.js'
 
 declare module 'fastify' {
@@ -17,8 +19,21 @@ export const EMBEDDED_DATABASE = 'balance'
 const POOL_IDLE_MS = 10_000
 const QUERY_TIMEOUT_SLACK_MS = 2_000
 
+/**
+ * Directly connected, the timeouts are startup parameters of every connection. Behind PgBouncer in transaction mode
+ * they cannot be (1.18 refuses them, or drops them with ignore_startup_parameters): see src/db/pooler.ts.
+ */
+function serverTimeouts (config: Config): Record<string, number> {
+  if (config.DB_POOLER !== 'none') return {}
+  return {
+    statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+    lock_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+  }
+}
+
 export function createSequelize (url: string, config: Config, log: (sql: string) => void): Sequelize {
-  return new Sequelize(url, {
+  const sequelize = new Sequelize(url, {
     dialect: 'postgres',
     // pg with an 'error' listener on every client from birth: see src/db/guarded-pg.ts.
     dialectModule: guardedPg,
@@ -36,15 +51,18 @@ export function createSequelize (url: string, config: Config, log: (sql: string)
     dialectOptions: {
       application_name: 'balance-api',
       connectionTimeoutMillis: config.DB_CONNECT_TIMEOUT_MS,
-      statement_timeout: config.DB_STATEMENT_TIMEOUT_MS,
-      lock_timeout: config.DB_STATEMENT_TIMEOUT_MS,
-      idle_in_transaction_session_timeout: config.DB_STATEMENT_TIMEOUT_MS,
+      ...serverTimeouts(config),
       // The client gives up a little after the server would have: a half-open TCP connection cannot hang a request.
       query_timeout: config.DB_STATEMENT_TIMEOUT_MS + QUERY_TIMEOUT_SLACK_MS,
       keepAlive: true,
     },
     define: { underscored: true },
   })
+  if (config.DB_POOLER !== 'none') {
+    const ms = config.DB_STATEMENT_TIMEOUT_MS
+    useHotQueryPooler(sequelize, { statementMs: ms, lockMs: ms, idleInTransactionMs: ms })
+  }
+  return sequelize
 }
 
 /** Opens every pooled connection now, at boot, rather than on the first burst. */
@@ -77,5 +95,15 @@ export default fp(async function database (fastify) {
     await embedded.stop()
     fastify.log.info('embedded PostgreSQL stopped')
   })
+  if (config.DB_POOLER !== 'none') {
+    // Before the pool opens: in a fresh PgBouncer every server connection opened after this has the timeouts.
+    try {
+      const result = await applyRoleTimeouts(sequelize, config.DB_STATEMENT_TIMEOUT_MS)
+      fastify.log.info({ ...result, pooler: config.DB_POOLER, timeoutMs: config.DB_STATEMENT_TIMEOUT_MS }, 'timeouts set as role defaults for server connections behind the pooler')
+    } catch (error) {
+      // The hot path still sets its own; the rest is bounded by the client-side query timeout.
+      fastify.log.warn({ err: error }, 'could not set the timeouts as role defaults (ALTER ROLE CURRENT_USER IN DATABASE); only the hot path and the client-side timeout bound statements')
+    }
+  }
   await warmPool(sequelize, config.DB_POOL_MAX)
 }, { name: 'database', dependencies: ['config'] })
