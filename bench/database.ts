@@ -5,6 +5,7 @@ import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { ADVISORY_CHANGE_SQL } from '../src/strategies/advisory.js'
 import { ATOMIC_CHANGE_SQL, ATOMIC_DECIDE_SQL } from '../src/strategies/atomic.js'
 import { ROW_LOCK_CHANGE_SQL } from '../src/strategies/row-lock.js'
+import { BATCH_CHANGE_SQL, type BatchLock } from '../src/strategies/batch.js'
 
 /** The user the burst empties (seeded by the service's own seeder). */
 export const BURST_USER = 1
@@ -200,4 +201,117 @@ export async function ceilingBurst (pool: pg.Pool, strategy: StrategyName, userI
     errors: count_('error'),
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 },
   }
+}
+
+/**
+ * The per-commit ceiling: the pgbench shape of issue 9 — ONE conditional UPDATE of one hot row per transaction
+ * (autocommit, no journal, no lock but the row's), driven by `workers` callers, one per pooled connection.
+ * Every change is its own commit, so this is what one-durable-commit-per-change allows on this box.
+ */
+export const PER_COMMIT_SQL = 'UPDATE users SET balance = balance + $2, updated_at = now() WHERE id = $1 AND balance + $2 >= 0'
+
+export interface DatabaseLoadOutcome {
+  /** Changes applied per second (one per call for the per-commit ceiling; batch size per call for the batched one). */
+  changesPerSec: number
+  callsPerSec: number
+  p50Ms: number
+  p99Ms: number
+  calls: number
+  applied: number
+  /** Calls or rows that came back other than applied. */
+  other: number
+  errors: number
+  durationS: number
+}
+
+async function timedLoop (workers: number, seconds: number, call: () => Promise<{ applied: number, other: number }>): Promise<DatabaseLoadOutcome> {
+  const latencies: number[] = []
+  let applied = 0
+  let other = 0
+  let errors = 0
+  const started = performance.now()
+  const end = started + seconds * 1000
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now()
+      try {
+        const outcome = await call()
+        applied += outcome.applied
+        other += outcome.other
+      } catch {
+        errors += 1
+      }
+      latencies.push(performance.now() - t0)
+    }
+  }))
+  const durationS = (performance.now() - started) / 1000
+  latencies.sort((a, b) => a - b)
+  return {
+    changesPerSec: applied / durationS,
+    callsPerSec: latencies.length / durationS,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    calls: latencies.length,
+    applied,
+    other,
+    errors,
+    durationS,
+  }
+}
+
+/** `workers` callers of PER_COMMIT_SQL (−1 on `userId`) for `seconds`; a named prepared statement, like pgbench -M prepared. */
+export async function perCommitLoad (pool: pg.Pool, userId: number, workers: number, seconds: number): Promise<DatabaseLoadOutcome> {
+  return await timedLoop(workers, seconds, async () => {
+    const { rowCount } = await pool.query({ name: 'bench_per_commit', text: PER_COMMIT_SQL, values: [userId, -1] })
+    return rowCount === 1 ? { applied: 1, other: 0 } : { applied: 0, other: 1 }
+  })
+}
+
+/**
+ * The per-commit ceiling leaves no journal entries (that is its shape); one balancing entry afterwards keeps
+ * Σ journal = balance true for the user, so the global invariants still hold. Returns the user's balance drop.
+ */
+export async function balancePerCommit (pool: pg.Pool, userId: number, balanceBefore: number): Promise<number> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const { rows } = await client.query<{ balance: string }>('SELECT balance FROM users WHERE id = $1 FOR UPDATE', [userId])
+    const balance = Number(rows[0]?.balance)
+    const drop = balanceBefore - balance
+    if (drop !== 0) {
+      await client.query(`INSERT INTO journal_entries (user_id, amount, balance_after, kind) VALUES ($1, $2, $3, 'change')`,
+        [userId, -drop, balance])
+    }
+    await client.query('COMMIT')
+    return drop
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw error
+  } finally {
+    client.release()
+  }
+}
+
+export async function balanceOf (pool: pg.Pool, userId: number): Promise<number> {
+  const { rows } = await pool.query<{ balance: string }>('SELECT balance FROM users WHERE id = $1', [userId])
+  return Number(rows[0]?.balance)
+}
+
+/**
+ * The batched database ceiling: BATCH_CHANGE_SQL (the service's group-commit statement) with `size` keyless −1 changes
+ * on one hot user per call, one caller (one batch in flight per user, as one instance's group commit has), for `seconds`.
+ * Every row must come back applied.
+ */
+export async function batchLoad (pool: pg.Pool, lock: BatchLock, userId: number, size: number, seconds: number): Promise<DatabaseLoadOutcome> {
+  const amounts = Array.from({ length: size }, () => -1)
+  const nulls = Array.from({ length: size }, () => null)
+  return await timedLoop(1, seconds, async () => {
+    const { rows } = await pool.query<{ outcome: string | null }>({
+      name: 'bench_batch_change',
+      text: BATCH_CHANGE_SQL,
+      values: [lock, userId, amounts, nulls, nulls, MIN_BALANCE, MAX_BALANCE, null, null],
+    })
+    const applied = rows.filter((row) => row.outcome === 'applied').length
+    return { applied, other: size - applied }
+  })
 }

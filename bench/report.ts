@@ -3,9 +3,9 @@ import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { StrategyName } from '../src/config.js'
-import type { ScenarioName } from './options.js'
+import { scenarioNames, type GroupCommitMode, type ScenarioName } from './options.js'
 import { projectRoot } from './paths.js'
-import { targetKey, type BenchResult, type ScenarioResult, type Spread, type TargetResult } from './results.js'
+import { serviceKey, spread, targetKey, type BenchResult, type ScenarioResult, type Spread, type TargetResult } from './results.js'
 import { barChart, formatNumber, type Bar } from './svg.js'
 
 export interface WrittenFiles {
@@ -16,10 +16,16 @@ export interface WrittenFiles {
 }
 
 const TITLES: Record<ScenarioName, string> = {
-  burst: 'Burst',
+  ceilings: 'Database ceilings',
+  burst: 'Seed burst',
+  'keyed-burst': 'Keyed seed burst',
   hot: 'Hot row',
   spread: 'Spread',
 }
+
+const ON_COLOR = '#4269d0'
+const OFF_COLOR = '#9aa5b1'
+const ROW_LOCK_COLOR = '#3ca951'
 
 function cell (s: Spread | undefined, digits = 0): string {
   if (s === undefined || !Number.isFinite(s.median)) return '—'
@@ -38,32 +44,82 @@ function figure (target: TargetResult | undefined, name: string, digits = 0): st
   return cell(target.summary[name], digits)
 }
 
-function strategiesOf (result: BenchResult): StrategyName[] {
-  return result.settings.strategies
+function modesOf (result: BenchResult): GroupCommitMode[] {
+  return result.settings.groupCommit
+}
+
+function serviceLabel (strategy: StrategyName, mode: GroupCommitMode): string {
+  return `**${strategy}** service, group commit **${mode}**`
+}
+
+function ceilingsSection (result: BenchResult, scenario: ScenarioResult): string {
+  const s = result.settings
+  const perCommit = scenario.targets['per-commit']
+  const lines = [
+    `## ${TITLES.ceilings}: what PostgreSQL allows on one hot row, no HTTP`,
+    '',
+    `- **Per-commit ceiling**: issue 9's pgbench shape through \`pg\` — one conditional \`UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0\` ` +
+      `per transaction (autocommit, a named prepared statement) on one hot row, ${s.poolSize} callers on ${s.poolSize} connections, ${s.loadSeconds} s. Every change is its own durable commit. ` +
+      'Check: the balance fell by exactly the number of updates that reported a row (then one balancing journal entry keeps Σ journal = balance).',
+    `- **Batched ceiling**: the service's group-commit statement \`BATCH_CHANGE_SQL\` (\`balance_change_batch\`, migration 0006) with N keyless −1 changes per call on one hot row, ` +
+      `one caller (one batch in flight per user, as one instance has), ${s.batchSeconds} s per size. Checks: every row \`applied\`, one journal entry per change, the balance fell by exactly that, Σ journal = balance.`,
+    '',
+    '![changes per second: per-commit ceiling and the batch SQL by batch size](charts/ceilings.svg)',
+    '',
+    '| target | changes/s | ÷ per-commit ceiling | calls/s | p50 ms per call | p99 ms per call |',
+    '|---|---|---|---|---|---|',
+  ]
+  lines.push(`| per-commit ceiling (one UPDATE per commit, ${s.poolSize} connections) | ${figure(perCommit, 'changesPerSec')} | 1 | ${figure(perCommit, 'callsPerSec')} | ${figure(perCommit, 'p50Ms', 2)} | ${figure(perCommit, 'p99Ms', 2)} |`)
+  for (const target of batchTargets(scenario)) {
+    const ratio = pairedRatio(target, perCommit, 'changesPerSec')
+    lines.push(`| batch SQL, ${target.lock!} lock, **${target.batchSize!}** per call | ${figure(target, 'changesPerSec')} | ${ratioCell(ratio)} | ${figure(target, 'callsPerSec')} | ${figure(target, 'p50Ms', 2)} | ${figure(target, 'p99Ms', 2)} |`)
+  }
+  return lines.join('\n')
+}
+
+function batchTargets (scenario: ScenarioResult): TargetResult[] {
+  return Object.values(scenario.targets)
+    .filter((target): target is TargetResult => target?.kind === 'batch')
+    .sort((a, b) => (a.lock ?? '').localeCompare(b.lock ?? '') || (a.batchSize ?? 0) - (b.batchSize ?? 0))
+}
+
+/** target ÷ reference of one figure, paired by repetition. */
+function pairedRatio (target: TargetResult | undefined, reference: TargetResult | undefined, name: string): Spread | undefined {
+  if (target?.status !== 'ok' || reference?.status !== 'ok') return undefined
+  const values = target.runs.flatMap((run) => {
+    const a = run.figures[name]
+    const b = reference.runs.find((r) => r.repetition === run.repetition)?.figures[name]
+    return a === undefined || b === undefined || b === 0 ? [] : [a / b]
+  })
+  return values.length > 0 ? spread(values) : undefined
 }
 
 function burstSection (result: BenchResult, scenario: ScenarioResult): string {
   const n = result.settings.burstRequests.toLocaleString('en-US')
+  const keyed = scenario.name === 'keyed-burst'
   const lines = [
-    `## ${TITLES.burst}: ${n} simultaneous \`PATCH -2\` on one user holding ${n}, one fresh socket each`,
+    `## ${TITLES[scenario.name]}: ${n} simultaneous \`PATCH -2\` on one user holding ${n}, one fresh socket each${keyed ? ', each with its own `Idempotency-Key`' : ''}`,
     '',
-    `Checks: exactly ${(result.settings.burstRequests / 2).toLocaleString('en-US')} × 200 and as many × 409 \`INSUFFICIENT_FUNDS\`, no connection error, final balance 0, one journal entry per success, Σ journal = balance for every user, nothing negative.`,
+    `Checks: exactly ${(result.settings.burstRequests / 2).toLocaleString('en-US')} × 200 and as many × 409 \`INSUFFICIENT_FUNDS\`, no connection error, final balance 0, one journal entry per success, Σ journal = balance for every user, nothing negative.` +
+      (keyed ? ' Every key is new (a random prefix per measurement), so every request executes once; the HTTP floor gets the same headers and ignores them.' : ''),
     '',
-    '![burst wall time per strategy](charts/burst.svg)',
+    `![${scenario.name} wall time, group commit on and off](charts/${scenario.name}.svg)`,
     '',
-    '| target | wall time, ms | ÷ HTTP floor | ÷ its ceiling | p50 ms | p99 ms | max ms | server peak RSS, MB | server CPU, ms |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| target | wall time, ms | ÷ HTTP floor | on vs off (speed-up) | ÷ its ceiling | p50 ms | p99 ms | max ms | server peak RSS, MB | server CPU, ms |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   const floor = scenario.targets.floor
-  lines.push(`| HTTP floor (Fastify, no database) | ${figure(floor, 'wallMs')} | 1 | — | ${figure(floor, 'p50Ms')} | ${figure(floor, 'p99Ms')} | ${figure(floor, 'maxMs')} | ${figure(floor, 'peakRssMb')} | ${figure(floor, 'cpuMs')} |`)
-  for (const strategy of strategiesOf(result)) {
-    const service = scenario.targets[targetKey('service', strategy)]
-    const ceiling = scenario.targets[targetKey('ceiling', strategy)]
-    const ratios = scenario.ratios[strategy]
-    lines.push(`| **${strategy}** service | ${figure(service, 'wallMs')} | ${ratioCell(ratios?.toFloor)} | ${ratioCell(ratios?.toCeiling)} | ${figure(service, 'p50Ms')} | ${figure(service, 'p99Ms')} | ${figure(service, 'maxMs')} | ${figure(service, 'peakRssMb')} | ${figure(service, 'cpuMs')} |`)
-    lines.push(`| ${strategy} ceiling (SQL via pg.Pool) | ${figure(ceiling, 'wallMs')} | — | 1 | ${figure(ceiling, 'p50Ms')} | ${figure(ceiling, 'p99Ms')} | ${figure(ceiling, 'maxMs')} | — | — |`)
+  lines.push(`| HTTP floor (Fastify, no database) | ${figure(floor, 'wallMs')} | 1 | — | — | ${figure(floor, 'p50Ms')} | ${figure(floor, 'p99Ms')} | ${figure(floor, 'maxMs')} | ${figure(floor, 'peakRssMb')} | ${figure(floor, 'cpuMs')} |`)
+  for (const strategy of result.settings.strategies) {
+    for (const mode of modesOf(result)) {
+      const service = scenario.targets[serviceKey(strategy, mode)]
+      const ratios = scenario.ratios[`${strategy}:${mode}`]
+      lines.push(`| ${serviceLabel(strategy, mode)} | ${figure(service, 'wallMs')} | ${ratioCell(ratios?.toFloor)} | ${ratioCell(ratios?.speedupVsOff)} | ${ratioCell(ratios?.toCeiling)} | ${figure(service, 'p50Ms')} | ${figure(service, 'p99Ms')} | ${figure(service, 'maxMs')} | ${figure(service, 'peakRssMb')} | ${figure(service, 'cpuMs')} |`)
+    }
+    const ceiling = scenario.targets[targetKey({ kind: 'ceiling', strategy })]
+    if (ceiling !== undefined) lines.push(`| ${strategy} ceiling (its one-change SQL via pg.Pool) | ${figure(ceiling, 'wallMs')} | — | — | 1 | ${figure(ceiling, 'p50Ms')} | ${figure(ceiling, 'p99Ms')} | ${figure(ceiling, 'maxMs')} | — | — |`)
   }
-  lines.push('', 'Wall time: lower is better; a ratio below 2 to the floor means the database work hides mostly behind the HTTP work.')
+  lines.push('', 'Wall time: lower is better. "on vs off": off ÷ on of the same repetition, so above 1 means group commit made it faster.')
   return lines.join('\n')
 }
 
@@ -75,54 +131,173 @@ function loadSection (result: BenchResult, scenario: ScenarioResult): string {
   const lines = [
     heading,
     '',
-    `Checks: no error, no timeout, no non-2xx; one journal entry per 2xx (the ceiling: per applied call, exactly); Σ journal = balance for every user; nothing negative. The ceiling is the strategy's exact SQL driven by ${s.ceilingWorkers} async workers through a \`pg.Pool\` of ${s.poolSize}, no HTTP, no ORM.`,
+    `Checks: no error, no timeout, no non-2xx; one journal entry per 2xx (the ceiling: per applied call, exactly); Σ journal = balance for every user; nothing negative. "Its ceiling" is the strategy's one-change SQL driven by ${s.ceilingWorkers} async workers through a \`pg.Pool\` of ${s.poolSize}, no HTTP, no ORM; the per-commit ceiling is in the section above.`,
     '',
-    `![${scenario.name} req/s per strategy](charts/${scenario.name}.svg)`,
+    `![${scenario.name} req/s, group commit on and off](charts/${scenario.name}.svg)`,
     '',
-    '| target | req/s | ÷ its ceiling | ÷ HTTP floor | p50 ms | p99 ms | server CPU µs/request | server peak RSS, MB |',
-    '|---|---|---|---|---|---|---|---|',
+    '| target | req/s | ÷ per-commit ceiling | on vs off (speed-up) | ÷ its ceiling | ÷ HTTP floor | p50 ms | p99 ms | server CPU µs/request | server peak RSS, MB |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   const floor = scenario.targets.floor
-  lines.push(`| HTTP floor (Fastify, no database) | ${figure(floor, 'reqPerSec')} | — | 1 | ${figure(floor, 'p50Ms', 1)} | ${figure(floor, 'p99Ms', 1)} | ${figure(floor, 'cpuUsPerRequest')} | ${figure(floor, 'peakRssMb')} |`)
-  for (const strategy of strategiesOf(result)) {
-    const service = scenario.targets[targetKey('service', strategy)]
-    const ceiling = scenario.targets[targetKey('ceiling', strategy)]
-    const ratios = scenario.ratios[strategy]
-    lines.push(`| **${strategy}** service | ${figure(service, 'reqPerSec')} | ${ratioCell(ratios?.toCeiling)} | ${ratioCell(ratios?.toFloor)} | ${figure(service, 'p50Ms', 1)} | ${figure(service, 'p99Ms', 1)} | ${figure(service, 'cpuUsPerRequest')} | ${figure(service, 'peakRssMb')} |`)
-    lines.push(`| ${strategy} ceiling (SQL via pg.Pool) | ${figure(ceiling, 'reqPerSec')} | 1 | — | ${figure(ceiling, 'p50Ms', 1)} | ${figure(ceiling, 'p99Ms', 1)} | — | — |`)
+  lines.push(`| HTTP floor (Fastify, no database) | ${figure(floor, 'reqPerSec')} | — | — | — | 1 | ${figure(floor, 'p50Ms', 1)} | ${figure(floor, 'p99Ms', 1)} | ${figure(floor, 'cpuUsPerRequest')} | ${figure(floor, 'peakRssMb')} |`)
+  for (const strategy of result.settings.strategies) {
+    for (const mode of modesOf(result)) {
+      const service = scenario.targets[serviceKey(strategy, mode)]
+      const ratios = scenario.ratios[`${strategy}:${mode}`]
+      lines.push(`| ${serviceLabel(strategy, mode)} | ${figure(service, 'reqPerSec')} | ${ratioCell(ratios?.toPerCommit)} | ${ratioCell(ratios?.speedupVsOff)} | ${ratioCell(ratios?.toCeiling)} | ${ratioCell(ratios?.toFloor)} | ${figure(service, 'p50Ms', 1)} | ${figure(service, 'p99Ms', 1)} | ${figure(service, 'cpuUsPerRequest')} | ${figure(service, 'peakRssMb')} |`)
+    }
+    const ceiling = scenario.targets[targetKey({ kind: 'ceiling', strategy })]
+    if (ceiling !== undefined) lines.push(`| ${strategy} ceiling (its one-change SQL via pg.Pool) | ${figure(ceiling, 'reqPerSec')} | — | — | 1 | — | ${figure(ceiling, 'p50Ms', 1)} | ${figure(ceiling, 'p99Ms', 1)} | — | — |`)
   }
+  lines.push('', '"on vs off": on ÷ off of the same repetition, so above 1 means group commit made it faster.')
   return lines.join('\n')
 }
 
-function chartFor (result: BenchResult, scenario: ScenarioResult): string {
-  const metric = scenario.metric
-  const bars: Bar[] = strategiesOf(result).map((strategy) => {
-    const service = scenario.targets[targetKey('service', strategy)]
-    const ceiling = scenario.targets[targetKey('ceiling', strategy)]
+const HTTP_SCENARIOS = ['burst', 'keyed-burst', 'hot', 'spread'] as const
+
+function batchSizeSection (result: BenchResult): string {
+  const rows: string[] = []
+  for (const name of HTTP_SCENARIOS) {
+    const scenario = result.scenarios[name]
+    if (scenario === undefined) continue
+    for (const strategy of result.settings.strategies) {
+      const target = scenario.targets[serviceKey(strategy, 'on')]
+      if (target === undefined) continue
+      if (target.status === 'FAILED') { rows.push(`| ${TITLES[name]} | ${strategy} | **FAILED** | | | | | | |`); continue }
+      if (target.summary.batches === undefined) { rows.push(`| ${TITLES[name]} | ${strategy} | no batch metrics | | | | | | |`); continue }
+      rows.push(`| ${TITLES[name]} | ${strategy} | ${figure(target, 'batches')} | ${figure(target, 'batchedChanges')} | ${figure(target, 'batchMean', 1)} | ${figure(target, 'batchP50', 1)} | ${figure(target, 'batchP90', 1)} | ${figure(target, 'batchMax')} | ${figure(target, 'peakRssMb')} |`)
+    }
+  }
+  if (rows.length === 0) return ''
+  return [
+    '## Batch sizes with group commit on',
+    '',
+    `From the service's own \`GET /metrics\` (histogram \`balance_batch_size\`, counter \`balance_batches_total\`), scraped before and after each measurement; the difference is that measurement's batches. ` +
+      `p50 and p90 are interpolated inside the histogram's buckets (as PromQL's \`histogram_quantile\` does); max is the upper bound of the highest non-empty bucket (at most GROUP_COMMIT_MAX_BATCH = ${result.settings.maxBatch}). ` +
+      'A batch of 1 is a change that found no other change of its user in flight.',
+    '',
+    '| scenario | strategy | batches | changes in batches | mean | p50 | p90 | max | server peak RSS, MB |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n')
+}
+
+function rssSection (result: BenchResult): string {
+  const rows: string[] = []
+  for (const name of HTTP_SCENARIOS) {
+    const scenario = result.scenarios[name]
+    if (scenario === undefined) continue
+    const cells = result.settings.strategies.flatMap((strategy) => modesOf(result).map((mode) => figure(scenario.targets[serviceKey(strategy, mode)], 'peakRssMb')))
+    rows.push(`| ${TITLES[name]} | ${figure(scenario.targets.floor, 'peakRssMb')} | ${cells.join(' | ')} |`)
+  }
+  if (rows.length === 0) return ''
+  const columns = result.settings.strategies.flatMap((strategy) => modesOf(result).map((mode) => `${strategy} ${mode}`))
+  return [
+    '## Peak RSS of the server, MB',
+    '',
+    'VmHWM after a reset (`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples, per measurement; median (min–max) of the repetitions. Issue 9\'s target: ≤ 200 MB through the burst with group commit.',
+    '',
+    '![peak RSS through the bursts, group commit on and off](charts/rss.svg)',
+    '',
+    `| scenario | HTTP floor | ${columns.join(' | ')} |`,
+    `|---|---|${columns.map(() => '---').join('|')}|`,
+    ...rows,
+  ].join('\n')
+}
+
+/** Bars for every strategy × GROUP_COMMIT value: on in colour, off in grey. */
+function serviceBars (result: BenchResult, scenario: ScenarioResult, metric: string, withCeiling: boolean): Bar[] {
+  return result.settings.strategies.flatMap((strategy) => modesOf(result).map((mode) => {
+    const service = scenario.targets[serviceKey(strategy, mode)]
+    const ceiling = scenario.targets[targetKey({ kind: 'ceiling', strategy })]
     const value = service?.summary[metric]
-    const reference = ceiling?.status === 'ok' ? ceiling.summary[metric] : undefined
+    const reference = withCeiling && mode === modesOf(result)[0] && ceiling?.status === 'ok' ? ceiling.summary[metric] : undefined
     return {
-      label: strategy,
+      label: `${strategy} ${mode}`,
       value: value?.median ?? 0,
+      color: mode === 'on' ? ON_COLOR : OFF_COLOR,
       ...(value === undefined ? {} : { min: value.min, max: value.max }),
       ...(reference === undefined ? {} : { marker: { label: 'ceiling', value: reference.median } }),
       failed: service?.status !== 'ok',
     }
-  })
-  const floor = scenario.targets.floor
-  const floorValue = floor?.status === 'ok' ? floor.summary[metric]?.median : undefined
+  }))
+}
+
+const GROUP_LEGEND = [
+  { label: 'group commit on', color: ON_COLOR, kind: 'box' as const },
+  { label: 'off', color: OFF_COLOR, kind: 'box' as const },
+]
+
+function chartFor (result: BenchResult, scenario: ScenarioResult): string {
+  const metric = scenario.metric
+  const median = (target: TargetResult | undefined, name = metric): number | undefined => target?.status === 'ok' ? target.summary[name]?.median : undefined
+  if (scenario.name === 'ceilings') {
+    const bars: Bar[] = batchTargets(scenario).map((target) => ({
+      label: `${target.lock!} ×${target.batchSize!}`,
+      value: target.summary.changesPerSec?.median ?? 0,
+      color: target.lock === 'advisory' ? ON_COLOR : ROW_LOCK_COLOR,
+      ...(target.summary.changesPerSec === undefined ? {} : { min: target.summary.changesPerSec.min, max: target.summary.changesPerSec.max }),
+      failed: target.status !== 'ok',
+    }))
+    const perCommit = median(scenario.targets['per-commit'])
+    const locks = [...new Set(batchTargets(scenario).map((target) => target.lock!))]
+    return barChart({
+      title: 'One hot row, database only: changes per second (higher is better)',
+      unit: 'changes per second',
+      bars,
+      lines: perCommit === undefined ? [] : [{ label: 'per-commit ceiling', value: perCommit }],
+      legend: [
+        ...locks.map((lock) => ({ label: `batch SQL, ${lock} lock, by batch size`, color: lock === 'advisory' ? ON_COLOR : ROW_LOCK_COLOR, kind: 'box' as const })),
+        { label: 'one UPDATE per commit · whiskers: min–max', color: '#555', kind: 'dash' },
+      ],
+    })
+  }
+  const withCeiling = scenario.name === 'burst' || scenario.name === 'hot'
+  const bars = serviceBars(result, scenario, metric, withCeiling)
+  const floorValue = median(scenario.targets.floor)
   const lines = floorValue === undefined ? [] : [{ label: 'HTTP floor', value: floorValue }]
+  const perCommit = median(result.scenarios.ceilings?.targets['per-commit'], 'changesPerSec')
+  if (scenario.name === 'hot' && perCommit !== undefined) lines.push({ label: 'per-commit ceiling', value: perCommit })
   const title = metric === 'wallMs'
-    ? `Burst: ${result.settings.burstRequests.toLocaleString('en-US')} simultaneous PATCH, wall time (lower is better)`
+    ? `${TITLES[scenario.name]}: ${result.settings.burstRequests.toLocaleString('en-US')} simultaneous PATCH, wall time (lower is better)`
     : `${TITLES[scenario.name]}: service req/s, ${result.settings.connections} connections (higher is better)`
-  return barChart({ title, unit: metric === 'wallMs' ? 'wall time, ms' : 'requests per second', bars, lines })
+  return barChart({
+    title,
+    unit: metric === 'wallMs' ? 'wall time, ms' : 'requests per second',
+    bars,
+    lines,
+    legend: [...GROUP_LEGEND, ...(withCeiling ? [{ label: 'its one-change ceiling', color: '#b3261e', kind: 'line' as const }] : []), { label: 'references · whiskers: min–max', color: '#555', kind: 'dash' }],
+  })
+}
+
+function rssChart (result: BenchResult): string | undefined {
+  const bursts = (['burst', 'keyed-burst'] as const).filter((name) => result.scenarios[name] !== undefined)
+  if (bursts.length === 0) return undefined
+  const bars: Bar[] = bursts.flatMap((name) => result.settings.strategies.flatMap((strategy) => modesOf(result).map((mode) => {
+    const target = result.scenarios[name]!.targets[serviceKey(strategy, mode)]
+    const value = target?.summary.peakRssMb
+    return {
+      label: `${name === 'burst' ? '' : 'keyed '}${strategy} ${mode}`,
+      value: value?.median ?? 0,
+      color: mode === 'on' ? ON_COLOR : OFF_COLOR,
+      ...(value === undefined ? {} : { min: value.min, max: value.max }),
+      failed: target?.status !== 'ok',
+    }
+  })))
+  return barChart({
+    title: 'Peak RSS of the server through the bursts, MB (lower is better)',
+    unit: 'MB',
+    bars,
+    lines: [{ label: 'target', value: 200 }],
+    legend: [...GROUP_LEGEND, { label: 'issue 9 target · whiskers: min–max', color: '#555', kind: 'dash' }],
+  })
 }
 
 function goalsSection (result: BenchResult): string {
   if (result.goals.length === 0) return ''
-  const lines = ['## Goals (this machine class; benchmark goals, not timed tests)', '', '| goal | target | this run | |', '|---|---|---|---|']
+  const lines = ['## Issue 9 targets (this machine class; benchmark goals, not timed tests)', '', '| goal | target | this run | |', '|---|---|---|---|']
   for (const goal of result.goals) {
-    lines.push(`| ${goal.name} | ${goal.target} | ${goal.value === null ? 'FAILED' : formatNumber(goal.value)} | ${goal.met ? '✅ met' : '❌ missed'} |`)
+    lines.push(`| ${goal.name} | ${goal.target} | ${goal.value === null ? 'FAILED or not measured' : formatNumber(goal.value)} | ${goal.met ? '✅ met' : '❌ missed'} |`)
   }
   return lines.join('\n')
 }
@@ -131,6 +306,11 @@ function failuresSection (result: BenchResult): string {
   if (result.ok) return ''
   return ['## FAILED checks', '', 'These measurements broke an invariant; they are reported as FAILED, never as numbers.', '',
     ...result.failures.map((failure) => `- ${failure}`)].join('\n')
+}
+
+function loadCell (m: BenchResult['machine']): string {
+  const during = m.loadAverageDuring === undefined ? '' : `, during (after each measurement) ${cell(m.loadAverageDuring, 2)}`
+  return `at start ${m.loadAverageAtStart.join(' / ')}${during}, at end ${m.loadAverageAtEnd.join(' / ')} — ${m.cores} cores; the box may be shared: compare same-run ratios`
 }
 
 export function renderReport (result: BenchResult, jsonName: string): string {
@@ -154,17 +334,22 @@ export function renderReport (result: BenchResult, jsonName: string): string {
       `| OS | ${m.os} |`,
       `| Node | ${m.node} |`,
       `| PostgreSQL | ${m.postgres} (${m.database === 'external' ? 'the machine\'s server, DATABASE_URL' : 'embedded'}); ${Object.entries(m.postgresSettings ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')} |`,
-      `| load average (1/5/15 min) | at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')} — the box is shared: compare same-run ratios |`,
-      `| settings | pool (DB_POOL_MAX and the ceiling's pg.Pool) ${s.poolSize}; ${s.repetitions} repetition(s), median (min–max); burst ${s.burstRequests}; loads ${s.loadSeconds} s × ${s.connections} connections after ${s.warmupSeconds} s warm-up; ${s.spreadUsers} spread users${s.quick ? '; **--quick**' : ''} |`,
+      `| load average (1 min; 1/5/15 at start and end) | ${loadCell(m)} |`,
+      `| settings | pool (DB_POOL_MAX and the ceilings' pg.Pool) ${s.poolSize}; GROUP_COMMIT ${s.groupCommit.join(' and ')}, GROUP_COMMIT_MAX_BATCH ${s.maxBatch}; ` +
+        `${s.repetitions} repetition(s), median (min–max); burst ${s.burstRequests}; loads ${s.loadSeconds} s × ${s.connections} connections after ${s.warmupSeconds} s warm-up; ` +
+        `${s.spreadUsers} spread users; batch sizes ${s.batchSizes.join(', ')} × ${s.batchSeconds} s${s.quick ? '; **--quick**' : ''} |`,
     ].join('\n'),
     '',
     goalsSection(result),
     failuresSection(result),
-    ...(['burst', 'hot', 'spread'] as const).flatMap((name) => {
+    ...scenarioNames.flatMap((name) => {
       const scenario = result.scenarios[name]
       if (scenario === undefined) return []
-      return [name === 'burst' ? burstSection(result, scenario) : loadSection(result, scenario)]
+      if (name === 'ceilings') return [ceilingsSection(result, scenario)]
+      return [name === 'burst' || name === 'keyed-burst' ? burstSection(result, scenario) : loadSection(result, scenario)]
     }),
+    batchSizeSection(result),
+    rssSection(result),
     methodSection(result),
   ]
   return sections.filter((section) => section !== '').join('\n\n').replace(/\n{3,}/g, '\n\n') + '\n'
@@ -174,54 +359,63 @@ function methodSection (result: BenchResult): string {
   return [
     '## How it was measured',
     '',
-    '- **Service**: the production build (`node dist/src/server.js`) as a child process per strategy, each on its own throwaway database ' +
-      `(\`db/throwaway-database.ts\`), \`DB_POOL_MAX=${result.settings.poolSize}\`, \`LOG_LEVEL=warn\`; migrations and the seeder run at its boot as in production; ` +
+    '- **Service**: the production build (`node dist/src/server.js`) as child processes, one per strategy and GROUP_COMMIT value; the on and off services of a strategy share its throwaway database ' +
+      `(\`db/throwaway-database.ts\`) and are measured one at a time; \`DB_POOL_MAX=${result.settings.poolSize}\`, \`GROUP_COMMIT_MAX_BATCH=${result.settings.maxBatch}\`, \`LOG_LEVEL=warn\`; migrations and the seeder run at the first boot as in production; ` +
       'the bench adds one hot-row user and the spread users with SQL (balance plus an opening journal entry each).',
     '- **HTTP floor**: `bench/floor-server.mjs`, the same Fastify version, limits and body validation with an in-memory balance instead of PostgreSQL; ' +
       'it answers the burst with the same 200/409 split, so it passes the same checks.',
-    '- **Database ceiling**: each strategy\'s exported SQL constant (`ADVISORY_CHANGE_SQL`, `ROW_LOCK_CHANGE_SQL`, `ATOMIC_CHANGE_SQL`, ' +
-      'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) as a named prepared statement, like the service sends it, through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
+    '- **Its ceiling** (per strategy): each strategy\'s exported one-change SQL (`ADVISORY_CHANGE_SQL`, `ROW_LOCK_CHANGE_SQL`, `ATOMIC_CHANGE_SQL`, ' +
+      'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) as a named prepared statement, through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
       'also the second read the strategy makes. Burst: all calls issued at once; loads: as many async workers as autocannon has connections.',
-    '- **Burst**: `test/support/burst-client.mjs` in its own process (one fresh socket per request). Peak RSS: the server\'s VmHWM after a reset ' +
+    '- **Database ceilings** (per-commit and batched): on a throwaway database of their own (migrated by booting the service once), see their section.',
+    '- **Bursts**: `test/support/burst-client.mjs` in its own process (one fresh socket per request; for the keyed burst request i carries `Idempotency-Key: <prefix>-<i>` with a prefix new to each measurement). Peak RSS: the server\'s VmHWM after a reset ' +
       '(`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples; CPU: utime + stime from `/proc/<pid>/stat` over the measurement.',
     '- **Loads**: autocannon (programmatic API), keep-alive connections; req/s = responses ÷ duration. Requests still in flight when a load stops ' +
       'may commit after it counted, so the journal check allows at most one extra entry per connection.',
-    '- Repetitions interleave targets (floor, then each strategy\'s service and ceiling, strategy order rotated per repetition), so machine noise ' +
+    '- Repetitions interleave targets (ceilings, then per scenario the floor and each strategy\'s services and ceiling; strategy order rotated and on/off order alternated per repetition), so machine noise ' +
       'hits all of them alike; ratios are computed per repetition (service ÷ reference of the same repetition), then the median is shown.',
   ].join('\n')
 }
 
 export function benchSectionForReadme (result: BenchResult): string {
-  const hot = result.scenarios.hot
-  const burst = result.scenarios.burst
+  const { burst, hot, spread: spreadScenario } = result.scenarios
+  const keyed = result.scenarios['keyed-burst']
   const lines = [
     '## Benchmark',
     '',
     '```bash',
-    'npm run bench                       # full run: 10–15 minutes; writes bench/results/<timestamp>.json and bench/REPORT.md',
+    'npm run bench                       # full run: every strategy, group commit on and off, ≈ 15 min on 2 quiet cores; writes bench/results/<timestamp>.json and bench/REPORT.md',
     'npm run bench -- --quick            # 1 repetition, short loads, smaller burst',
-    'npm run bench -- --strategies advisory,atomic --scenarios burst,hot --burst 10000',
+    'npm run bench -- --strategies advisory --scenarios ceilings,burst,keyed-burst,hot --group-commit on,off',
     'npm run bench:report                # regenerate bench/REPORT.md from the latest results',
     '```',
     '',
-    'Every strategy runs as the real production build, side by side with two references measured in the same run: the **HTTP floor** ' +
-      '(the same Fastify stack without a database) and each strategy\'s **database ceiling** (its exact SQL straight through `pg.Pool`). ' +
+    'Every strategy runs as the real production build, with group commit on and off, side by side with references measured in the same run: the **HTTP floor** ' +
+      '(the same Fastify stack without a database), the **per-commit ceiling** (one conditional UPDATE per commit on one hot row: what one durable commit per change allows), ' +
+      'the **batched ceiling** (the group-commit SQL straight through `pg` at several batch sizes) and each strategy\'s one-change SQL through `pg.Pool`. ' +
       'After every measurement the invariants are checked (exact counts, Σ journal = balance, nothing negative); a broken one is reported as FAILED, never as a number. ' +
       'Uses `DATABASE_URL` (an admin URL) for throwaway databases, or an embedded PostgreSQL when unset.',
     '',
     `Headline numbers (${result.machine.cores} cores, ${result.machine.cpuModel}, PostgreSQL ${result.machine.postgres}, pool ${result.settings.poolSize}, medians of ${result.settings.repetitions}; ` +
-      `load average ${result.machine.loadAverageAtStart[0] ?? '?'} at the start: the box was shared, so read the ratios, not the absolute figures), full tables and charts in [bench/REPORT.md](bench/REPORT.md):`,
+      `1-minute load average ${result.machine.loadAverageDuring === undefined ? result.machine.loadAverageAtStart[0] ?? '?' : `${result.machine.loadAverageDuring.median.toFixed(1)} (median)`} during the run: read the ratios, measured in the same run), ` +
+      'full tables and charts in [bench/REPORT.md](bench/REPORT.md):',
     '',
-    '| strategy | burst wall time | ÷ HTTP floor | hot row req/s | ÷ its DB ceiling |',
-    '|---|---|---|---|---|',
+    '| strategy | group commit | seed burst | ÷ HTTP floor | keyed burst | ÷ HTTP floor | hot row req/s | ÷ per-commit ceiling | spread req/s | burst peak RSS |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   const num = (s: Spread | undefined, unit: string): string => s === undefined ? '—' : `${Math.round(s.median).toLocaleString('en-US')}${unit}`
   const ratio = (s: Spread | undefined): string => s === undefined ? '—' : `${s.median.toFixed(2)}×`
   const show = (t: TargetResult | undefined, metric: string, unit: string): string => t === undefined ? '—' : t.status === 'FAILED' ? 'FAILED' : num(t.summary[metric], unit)
-  lines.push(`| HTTP floor | ${show(burst?.targets.floor, 'wallMs', ' ms')} | 1 | ${show(hot?.targets.floor, 'reqPerSec', '')} | — |`)
+  const perCommit = result.scenarios.ceilings?.targets['per-commit']
+  lines.push(`| HTTP floor | — | ${show(burst?.targets.floor, 'wallMs', ' ms')} | 1 | ${show(keyed?.targets.floor, 'wallMs', ' ms')} | 1 | ${show(hot?.targets.floor, 'reqPerSec', '')} | — | ${show(spreadScenario?.targets.floor, 'reqPerSec', '')} | ${show(burst?.targets.floor, 'peakRssMb', ' MB')} |`)
+  if (perCommit !== undefined) lines.push(`| per-commit ceiling | — | — | — | — | — | ${show(perCommit, 'changesPerSec', ' changes/s')} | 1 | — | — |`)
   for (const strategy of result.settings.strategies) {
-    lines.push(`| ${strategy} | ${show(burst?.targets[targetKey('service', strategy)], 'wallMs', ' ms')} | ${ratio(burst?.ratios[strategy]?.toFloor)} | ` +
-      `${show(hot?.targets[targetKey('service', strategy)], 'reqPerSec', '')} | ${ratio(hot?.ratios[strategy]?.toCeiling)} |`)
+    for (const mode of result.settings.groupCommit) {
+      const key = serviceKey(strategy, mode)
+      const r = `${strategy}:${mode}` as const
+      lines.push(`| ${strategy} | ${mode} | ${show(burst?.targets[key], 'wallMs', ' ms')} | ${ratio(burst?.ratios[r]?.toFloor)} | ${show(keyed?.targets[key], 'wallMs', ' ms')} | ${ratio(keyed?.ratios[r]?.toFloor)} | ` +
+        `${show(hot?.targets[key], 'reqPerSec', '')} | ${ratio(hot?.ratios[r]?.toPerCommit)} | ${show(spreadScenario?.targets[key], 'reqPerSec', '')} | ${show(burst?.targets[key], 'peakRssMb', ' MB')} |`)
+    }
   }
   return lines.join('\n')
 }
@@ -243,6 +437,12 @@ export async function writeReport (result: BenchResult, outDir: string, jsonName
   for (const scenario of Object.values(result.scenarios)) {
     const file = path.join(outDir, 'charts', `${scenario.name}.svg`)
     await writeFile(file, chartFor(result, scenario))
+    charts.push(file)
+  }
+  const rss = rssChart(result)
+  if (rss !== undefined) {
+    const file = path.join(outDir, 'charts', 'rss.svg')
+    await writeFile(file, rss)
     charts.push(file)
   }
   const report = path.join(outDir, 'REPORT.md')

@@ -1,12 +1,40 @@
 import type { StrategyName } from '../src/config.js'
-import type { ScenarioName } from './options.js'
+import type { BatchLock } from '../src/strategies/batch.js'
+import type { GroupCommitMode, ScenarioName } from './options.js'
 
-/** What one measured thing is: the HTTP floor, a strategy's service, or a strategy's SQL straight through pg.Pool. */
-export type TargetKind = 'floor' | 'service' | 'ceiling'
-export type TargetKey = 'floor' | `service:${StrategyName}` | `ceiling:${StrategyName}`
+/**
+ * What one measured thing is: the HTTP floor, a strategy's service (with group commit on or off), a strategy's
+ * one-change SQL straight through pg.Pool (its ceiling), the per-commit ceiling (one conditional UPDATE per commit on
+ * one hot row) or the batch SQL at one batch size (the batched ceiling).
+ */
+export type TargetKind = 'floor' | 'service' | 'ceiling' | 'per-commit' | 'batch'
+export type TargetKey = 'floor' | `service:${StrategyName}:${GroupCommitMode}` | `ceiling:${StrategyName}` | 'per-commit' | `batch:${BatchLock}:${number}`
 
-export function targetKey (kind: TargetKind, strategy?: StrategyName): TargetKey {
-  return kind === 'floor' ? 'floor' : `${kind}:${strategy!}`
+export interface TargetSpec {
+  kind: TargetKind
+  strategy?: StrategyName
+  groupCommit?: GroupCommitMode
+  lock?: BatchLock
+  batchSize?: number
+}
+
+export function targetKey (spec: TargetSpec): TargetKey {
+  switch (spec.kind) {
+    case 'floor': return 'floor'
+    case 'per-commit': return 'per-commit'
+    case 'service': return `service:${spec.strategy!}:${spec.groupCommit!}`
+    case 'ceiling': return `ceiling:${spec.strategy!}`
+    case 'batch': return `batch:${spec.lock!}:${spec.batchSize!}`
+  }
+}
+
+export function serviceKey (strategy: StrategyName, groupCommit: GroupCommitMode): TargetKey {
+  return targetKey({ kind: 'service', strategy, groupCommit })
+}
+
+/** The lock the batch SQL takes for a strategy: advisory its advisory lock, row-lock and atomic the row lock. */
+export function batchLockOf (strategy: StrategyName): BatchLock {
+  return strategy === 'advisory' ? 'advisory' : 'row'
 }
 
 /** One repetition of one target in one scenario. A run whose checks fail keeps its figures, but is never summarised. */
@@ -14,35 +42,45 @@ export interface RunRecord {
   repetition: number
   ok: boolean
   failures: string[]
-  /** Numeric figures (wallMs, reqPerSec, p50Ms, p99Ms, maxMs, peakRssMb, cpuMs, …). */
+  /** Numeric figures (wallMs, reqPerSec, changesPerSec, p50Ms, p99Ms, maxMs, peakRssMb, cpuMs, batches, batchMean, …). */
   figures: Record<string, number>
-  /** The raw outcome (status counts, codes, errors) for the record. */
+  /** The raw outcome (status counts, codes, errors, batch-size distribution) for the record. */
   detail: Record<string, unknown>
 }
 
 export interface Spread { median: number, min: number, max: number }
 
-export interface TargetResult {
-  kind: TargetKind
-  strategy?: StrategyName
+export interface TargetResult extends TargetSpec {
   runs: RunRecord[]
   /** 'FAILED' when any repetition broke an invariant: then there are no figures to report. */
   status: 'ok' | 'FAILED'
   summary: Record<string, Spread>
 }
 
-/** Service ÷ reference, per repetition (same repetition, so the same machine noise), then summarised. */
+/** A service's figure ÷ a reference's, per repetition (same repetition, so the same machine noise), then summarised. */
 export interface Ratios {
+  /** ÷ the strategy's own one-change SQL through pg.Pool. */
   toCeiling?: Spread
+  /** ÷ the HTTP floor. */
   toFloor?: Spread
+  /** ÷ the per-commit ceiling (req/s scenarios only). */
+  toPerCommit?: Spread
+  /** Group commit on against off for the same strategy, as a speed-up: ≥ 1 means on is faster (wall time: off ÷ on). */
+  speedupVsOff?: Spread
 }
+
+export type RatioKey = `${StrategyName}:${GroupCommitMode}`
 
 export interface ScenarioResult {
   name: ScenarioName
-  /** The figure the ratios compare: reqPerSec (higher is better) or wallMs (lower is better). */
-  metric: 'reqPerSec' | 'wallMs'
+  /** The figure the ratios compare: reqPerSec or changesPerSec (higher is better) or wallMs (lower is better). */
+  metric: 'reqPerSec' | 'wallMs' | 'changesPerSec'
   targets: Partial<Record<TargetKey, TargetResult>>
-  ratios: Partial<Record<StrategyName, Ratios>>
+  ratios: Partial<Record<RatioKey, Ratios>>
+}
+
+export function metricOf (scenario: ScenarioName): ScenarioResult['metric'] {
+  return scenario === 'ceilings' ? 'changesPerSec' : scenario === 'burst' || scenario === 'keyed-burst' ? 'wallMs' : 'reqPerSec'
 }
 
 export interface Goal {
@@ -53,7 +91,7 @@ export interface Goal {
 }
 
 export interface BenchResult {
-  schema: 'balance-api-bench/1'
+  schema: 'balance-api-bench/2'
   startedAt: string
   finishedAt: string
   command: string
@@ -71,11 +109,17 @@ export interface BenchResult {
     database: 'external' | 'embedded'
     loadAverageAtStart: number[]
     loadAverageAtEnd: number[]
+    /** The 1-minute load average sampled after every measurement: median (min–max). */
+    loadAverageDuring?: Spread
   }
   settings: {
     quick: boolean
     strategies: StrategyName[]
     scenarios: ScenarioName[]
+    groupCommit: GroupCommitMode[]
+    maxBatch: number
+    batchSizes: number[]
+    batchSeconds: number
     repetitions: number
     burstRequests: number
     loadSeconds: number
@@ -109,50 +153,70 @@ export function summarise (target: TargetResult): void {
   }
 }
 
-/** Per-repetition ratios service ÷ ceiling and service ÷ floor of the scenario's metric. */
-export function computeRatios (scenario: ScenarioResult, strategies: StrategyName[]): void {
+function paired (scenario: ScenarioResult, target: TargetResult | undefined, reference: TargetResult | undefined,
+  ratio: (a: number, b: number) => number, metric: string = scenario.metric, referenceMetric: string = metric): Spread | undefined {
+  if (target?.status !== 'ok' || reference?.status !== 'ok') return undefined
+  const values = target.runs.flatMap((run) => {
+    const other = reference.runs.find((r) => r.repetition === run.repetition)
+    const a = run.figures[metric]
+    const b = other?.figures[referenceMetric]
+    return a === undefined || b === undefined || a === 0 || b === 0 ? [] : [ratio(a, b)]
+  })
+  return values.length > 0 ? spread(values) : undefined
+}
+
+/**
+ * Per-repetition ratios of every service target: ÷ its strategy's ceiling, ÷ the HTTP floor, ÷ the per-commit ceiling
+ * (from the ceilings scenario of the same run, req/s scenarios), and group commit on against off.
+ */
+export function computeRatios (scenario: ScenarioResult, strategies: StrategyName[], perCommit?: TargetResult): void {
   scenario.ratios = {}
-  const floor = scenario.targets.floor
+  const divide = (a: number, b: number): number => a / b
+  const speedup = scenario.metric === 'wallMs' ? (on: number, off: number) => off / on : divide
   for (const strategy of strategies) {
-    const service = scenario.targets[targetKey('service', strategy)]
-    const ceiling = scenario.targets[targetKey('ceiling', strategy)]
-    if (service?.status !== 'ok') continue
-    const ratios: Ratios = {}
-    const paired = (reference: TargetResult | undefined): Spread | undefined => {
-      if (reference?.status !== 'ok') return undefined
-      const values = service.runs.flatMap((run) => {
-        const other = reference.runs.find((r) => r.repetition === run.repetition)
-        const a = run.figures[scenario.metric]
-        const b = other?.figures[scenario.metric]
-        return a === undefined || b === undefined || b === 0 ? [] : [a / b]
-      })
-      return values.length > 0 ? spread(values) : undefined
+    for (const mode of ['on', 'off'] as const) {
+      const service = scenario.targets[serviceKey(strategy, mode)]
+      if (service?.status !== 'ok') continue
+      const ratios: Ratios = {}
+      const toCeiling = paired(scenario, service, scenario.targets[targetKey({ kind: 'ceiling', strategy })], divide)
+      const toFloor = paired(scenario, service, scenario.targets.floor, divide)
+      const toPerCommit = scenario.metric === 'reqPerSec' ? paired(scenario, service, perCommit, divide, 'reqPerSec', 'changesPerSec') : undefined
+      const speedupVsOff = mode === 'on' ? paired(scenario, service, scenario.targets[serviceKey(strategy, 'off')], speedup) : undefined
+      if (toCeiling !== undefined) ratios.toCeiling = toCeiling
+      if (toFloor !== undefined) ratios.toFloor = toFloor
+      if (toPerCommit !== undefined) ratios.toPerCommit = toPerCommit
+      if (speedupVsOff !== undefined) ratios.speedupVsOff = speedupVsOff
+      scenario.ratios[`${strategy}:${mode}`] = ratios
     }
-    const toCeiling = paired(ceiling)
-    const toFloor = paired(floor)
-    if (toCeiling !== undefined) ratios.toCeiling = toCeiling
-    if (toFloor !== undefined) ratios.toFloor = toFloor
-    scenario.ratios[strategy] = ratios
   }
 }
 
-/** The issue's goals for this machine class, evaluated on this run. */
+/** Issue 9's targets, evaluated on this run for every strategy measured with group commit on. */
 export function evaluateGoals (result: BenchResult): Goal[] {
   const goals: Goal[] = []
-  const hot = result.scenarios.hot?.ratios.advisory?.toCeiling?.median
-  if (result.scenarios.hot !== undefined && result.settings.strategies.includes('advisory')) {
-    goals.push({ name: 'advisory hot-row req/s ÷ advisory database ceiling', target: '≥ 0.90', value: hot ?? null, met: hot !== undefined && hot >= 0.9 })
-  }
-  const burstRatio = result.scenarios.burst?.ratios.advisory?.toFloor?.median
-  if (result.scenarios.burst !== undefined && result.settings.strategies.includes('advisory')) {
-    goals.push({ name: 'advisory burst wall time ÷ HTTP floor burst', target: '≤ 2.0', value: burstRatio ?? null, met: burstRatio !== undefined && burstRatio <= 2.0 })
-  }
-  const burst = result.scenarios.burst
-  if (burst !== undefined) {
-    for (const strategy of result.settings.strategies) {
-      const target = burst.targets[targetKey('service', strategy)]
-      const rss = target?.status === 'ok' ? Math.max(...target.runs.map((run) => run.figures.peakRssMb ?? Infinity)) : undefined
-      goals.push({ name: `${strategy} peak RSS through the burst (max of repetitions), MB`, target: '≤ 200', value: rss ?? null, met: rss !== undefined && rss <= 200 })
+  if (!result.settings.groupCommit.includes('on')) return goals
+  const { hot, spread: spreadScenario } = result.scenarios
+  for (const strategy of result.settings.strategies) {
+    const on = `${strategy}:on` as const
+    if (hot !== undefined && result.scenarios.ceilings !== undefined) {
+      const value = hot.ratios[on]?.toPerCommit?.median
+      goals.push({ name: `${strategy}: hot row req/s with group commit ÷ per-commit ceiling`, target: '≥ 2.0', value: value ?? null, met: value !== undefined && value >= 2 })
+    }
+    for (const name of ['burst', 'keyed-burst'] as const) {
+      const scenario = result.scenarios[name]
+      if (scenario === undefined) continue
+      const value = scenario.ratios[on]?.toFloor?.median
+      goals.push({ name: `${strategy}: ${name === 'burst' ? 'seed burst' : 'keyed seed burst'} wall time with group commit ÷ HTTP floor`, target: '≤ 1.5', value: value ?? null, met: value !== undefined && value <= 1.5 })
+    }
+    for (const name of ['burst', 'keyed-burst'] as const) {
+      const target = result.scenarios[name]?.targets[serviceKey(strategy, 'on')]
+      if (target === undefined) continue
+      const rss = target.status === 'ok' ? Math.max(...target.runs.map((run) => run.figures.peakRssMb ?? Infinity)) : undefined
+      goals.push({ name: `${strategy}: peak RSS through the ${name === 'burst' ? 'seed burst' : 'keyed seed burst'} with group commit (max of repetitions), MB`, target: '≤ 200', value: rss ?? null, met: rss !== undefined && rss <= 200 })
+    }
+    if (spreadScenario !== undefined && result.settings.groupCommit.includes('off')) {
+      const value = spreadScenario.ratios[on]?.speedupVsOff?.median
+      goals.push({ name: `${strategy}: spread req/s, group commit on ÷ off`, target: '≥ 1.0 (no slower)', value: value ?? null, met: value !== undefined && value >= 1 })
     }
   }
   return goals

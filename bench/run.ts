@@ -1,39 +1,48 @@
 import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
 import type { StrategyName } from '../src/config.js'
+import type { BatchLock } from '../src/strategies/batch.js'
 import {
-  BURST_USER, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants, journalCount, resetBalance,
-  settledJournalCount, type Fixtures,
+  BURST_USER, balanceOf, balancePerCommit, batchLoad, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants,
+  journalCount, perCommitLoad, resetBalance, settledJournalCount, type DatabaseLoadOutcome, type Fixtures,
 } from './database.js'
 import { burst, load, type BurstOutcome, type LoadOutcome } from './load.js'
-import { parseOptions, usage, type BenchOptions, type ScenarioName } from './options.js'
+import { batchStats, scrapeBatchMetrics, type BatchSnapshot, type BatchStats } from './metrics.js'
+import { parseOptions, usage, type BenchOptions, type GroupCommitMode, type ScenarioName } from './options.js'
 import { floorScript, projectRoot, serverScript } from './paths.js'
 import { startChildServer, watchProcess, type ChildServer, type ProcessUsage } from './processes.js'
 import { Progress, formatSeconds } from './progress.js'
 import { writeOutputs, type WrittenFiles } from './report.js'
 import {
-  computeRatios, evaluateGoals, summarise, targetKey,
-  type BenchResult, type RunRecord, type ScenarioResult, type TargetKind,
+  batchLockOf, computeRatios, evaluateGoals, metricOf, spread, summarise, targetKey,
+  type BenchResult, type RunRecord, type TargetSpec,
 } from './results.js'
 
 interface StrategyEnv {
   strategy: StrategyName
   db: ThrowawayDatabase
-  service: ChildServer
+  /** The production build on this database, one per GROUP_COMMIT value measured (measured one at a time). */
+  services: Partial<Record<GroupCommitMode, ChildServer>>
   /** A small pool for fixtures, resets and checks (never measured). */
   admin: pg.Pool
   fixtures: Fixtures
 }
 
-interface Step {
+/** The database-only ceilings run on a database of their own: their journal grows by hundreds of thousands of rows. */
+interface CeilingsEnv {
+  db: ThrowawayDatabase
+  admin: pg.Pool
+  hotUser: number
+}
+
+interface Step extends TargetSpec {
   repetition: number
   scenario: ScenarioName
-  kind: TargetKind
-  strategy?: StrategyName
   estimateS: number
 }
 
@@ -120,18 +129,58 @@ function loadFigures (outcome: { reqPerSec: number, p50Ms: number, p99Ms: number
   }
 }
 
+function batchFigures (stats: BatchStats | undefined): Record<string, number> {
+  if (stats === undefined || stats.batches === 0) return {}
+  return { batches: stats.batches, batchedChanges: stats.changes, batchMean: stats.mean, batchP50: stats.p50, batchP90: stats.p90, batchMax: stats.max }
+}
+
+/** The ceilings scenario: the database alone, one commit per change or one batch per call; exact counts afterwards. */
+async function measureCeiling (step: Step, options: BenchOptions, ceilings: CeilingsEnv, record: RunRecord): Promise<void> {
+  const { admin, db, hotUser } = ceilings
+  await admin.query('VACUUM users')
+  const entriesBefore = await journalCount(admin)
+  const balanceBefore = await balanceOf(admin, hotUser)
+  let outcome: DatabaseLoadOutcome
+  if (step.kind === 'per-commit') {
+    outcome = await withPool(db.url, options.poolSize, async (pool) => await perCommitLoad(pool, hotUser, options.poolSize, options.loadSeconds))
+    const drop = await balancePerCommit(admin, hotUser, balanceBefore)
+    if (drop !== outcome.applied) record.failures.push(`balance fell by ${drop} for ${outcome.applied} applied updates`)
+  } else {
+    const size = step.batchSize!
+    outcome = await withPool(db.url, 1, async (pool) => await batchLoad(pool, step.lock!, hotUser, size, options.batchSeconds))
+    const written = await journalCount(admin) - entriesBefore
+    if (written !== outcome.applied) record.failures.push(`${written} journal entries for ${outcome.applied} applied changes`)
+    const drop = balanceBefore - await balanceOf(admin, hotUser)
+    if (drop !== outcome.applied) record.failures.push(`balance fell by ${drop} for ${outcome.applied} applied changes`)
+  }
+  record.figures = { changesPerSec: outcome.changesPerSec, callsPerSec: outcome.callsPerSec, p50Ms: outcome.p50Ms, p99Ms: outcome.p99Ms }
+  record.detail = { ...outcome }
+  if (outcome.errors > 0 || outcome.other > 0) record.failures.push(`${outcome.errors} errors, ${outcome.other} not applied`)
+  if (outcome.applied === 0) record.failures.push('nothing applied')
+  record.failures.push(...await globalInvariants(admin))
+}
+
 /** One measurement of one target; returns its record with every invariant check it ran. */
-async function measure (step: Step, options: BenchOptions, floor: ChildServer | undefined, env: StrategyEnv | undefined): Promise<RunRecord> {
+async function measure (step: Step, options: BenchOptions, floor: ChildServer | undefined, env: StrategyEnv | undefined, ceilings: CeilingsEnv | undefined): Promise<RunRecord> {
   const record: RunRecord = { repetition: step.repetition, ok: false, failures: [], figures: {}, detail: {} }
   const count = options.burst
   const half = count / 2
+  const isBurst = step.scenario === 'burst' || step.scenario === 'keyed-burst'
+  // The keyed burst: request i carries `<prefix>-<i>`, a prefix new to this measurement, so every key is a first use.
+  const keyPrefix = (): string | undefined => step.scenario === 'keyed-burst' ? `bench-${randomUUID()}` : undefined
+
+  if (step.scenario === 'ceilings') {
+    await measureCeiling(step, options, ceilings!, record)
+    record.ok = record.failures.length === 0
+    return record
+  }
 
   if (step.kind === 'floor') {
     const server = floor!
-    if (step.scenario === 'burst') {
+    if (isBurst) {
       await fetch(`${server.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance: count }) })
       const watch = await watchProcess(server.pid)
-      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
+      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
       record.figures = burstFigures(outcome, await watch.stop())
       record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
       record.failures = burstChecks(outcome, count)
@@ -147,16 +196,21 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     return record
   }
 
-  const { admin, fixtures, service, strategy, db } = env!
+  const { admin, fixtures, strategy, db } = env!
+  const service = step.kind === 'service' ? env!.services[step.groupCommit!]! : undefined
+  const scrape = async (): Promise<BatchSnapshot> => service === undefined ? {} : await scrapeBatchMetrics(service.url, strategy)
   await admin.query('VACUUM users')
-  if (step.scenario === 'burst') {
+  if (isBurst) {
     await resetBalance(admin, BURST_USER, count)
     const before = await books(admin, BURST_USER)
-    if (step.kind === 'service') {
+    if (service !== undefined) {
+      const metricsBefore = await scrape()
       const watch = await watchProcess(service.pid)
-      const outcome = await burst(`${service.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
-      record.figures = burstFigures(outcome, await watch.stop())
-      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
+      const outcome = await burst(`${service.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
+      const usage = await watch.stop()
+      const batches = batchStats(metricsBefore, await scrape(), options.maxBatch)
+      record.figures = { ...burstFigures(outcome, usage), ...batchFigures(batches) }
+      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors, ...(batches === undefined ? {} : { batches }) }
       record.failures = burstChecks(outcome, count)
     } else {
       const outcome = await withPool(db.url, options.poolSize, async (pool) => await ceilingBurst(pool, strategy, BURST_USER, count))
@@ -173,13 +227,15 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
   } else {
     const pick = step.scenario === 'hot' ? () => fixtures.hotUser : randomIn(fixtures.spreadFrom, fixtures.spreadTo)
     const before = await journalCount(admin)
-    if (step.kind === 'service') {
+    if (service !== undefined) {
+      const metricsBefore = await scrape()
       const watch = await watchProcess(service.pid)
       const outcome = await load({ url: service.url, connections: options.connections, seconds: options.loadSeconds, body: () => ({ userId: pick(), amount: -1 }) })
       const usage = await watch.stop()
       const written = await settledJournalCount(admin) - before
-      record.figures = loadFigures(outcome, outcome.responses, usage)
-      record.detail = { ...outcome, journalled: written }
+      const batches = batchStats(metricsBefore, await scrape(), options.maxBatch)
+      record.figures = { ...loadFigures(outcome, outcome.responses, usage), ...batchFigures(batches) }
+      record.detail = { ...outcome, journalled: written, ...(batches === undefined ? {} : { batches }) }
       record.failures = loadChecks(outcome)
       // Requests still in flight when autocannon stopped may commit after it counted: at most one per connection.
       if (written < outcome.ok2xx || written > outcome.ok2xx + options.connections) {
@@ -199,19 +255,39 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
   return record
 }
 
+/** The batch locks the selected strategies take (the batched ceiling measures each). */
+function locksOf (options: BenchOptions): BatchLock[] {
+  return [...new Set(options.strategies.map(batchLockOf))]
+}
+
 function plan (options: BenchOptions): Step[] {
   const steps: Step[] = []
   const burstS = (perSecond: number): number => 1 + options.burst / perSecond
   const loadS = options.loadSeconds + 1.5
   for (let repetition = 1; repetition <= options.repetitions; repetition += 1) {
-    // Rotate the strategies between repetitions so slow drift in machine load does not always hit the same one.
+    // Rotate the strategies between repetitions so slow drift in machine load does not always hit the same one;
+    // alternate which GROUP_COMMIT value goes first for the same reason.
     const shift = (repetition - 1) % options.strategies.length
     const order = [...options.strategies.slice(shift), ...options.strategies.slice(0, shift)]
+    const modes = repetition % 2 === 1 ? options.groupCommit : [...options.groupCommit].reverse()
     for (const scenario of options.scenarios) {
-      steps.push({ repetition, scenario, kind: 'floor', estimateS: scenario === 'burst' ? burstS(5000) : loadS })
+      if (scenario === 'ceilings') {
+        steps.push({ repetition, scenario, kind: 'per-commit', estimateS: loadS })
+        for (const lock of locksOf(options)) {
+          for (const batchSize of options.batchSizes) steps.push({ repetition, scenario, kind: 'batch', lock, batchSize, estimateS: options.batchSeconds + 1 })
+        }
+        continue
+      }
+      const isBurst = scenario === 'burst' || scenario === 'keyed-burst'
+      steps.push({ repetition, scenario, kind: 'floor', estimateS: isBurst ? burstS(5000) : loadS })
       for (const strategy of order) {
-        steps.push({ repetition, scenario, kind: 'service', strategy, estimateS: scenario === 'burst' ? burstS(1500) : loadS })
-        steps.push({ repetition, scenario, kind: 'ceiling', strategy, estimateS: scenario === 'burst' ? burstS(2500) : loadS })
+        for (const groupCommit of modes) {
+          const perSecond = (groupCommit === 'on' ? 3000 : 1500) / (scenario === 'keyed-burst' ? 1.5 : 1)
+          steps.push({ repetition, scenario, kind: 'service', strategy, groupCommit, estimateS: isBurst ? burstS(perSecond) : loadS })
+        }
+        // The strategy's one-change SQL through pg.Pool, where the database can bound the service: the burst and the hot
+        // row. The keyed burst has none (the keyed SQL is a different call); spread compares group commit on with off.
+        if (scenario === 'burst' || scenario === 'hot') steps.push({ repetition, scenario, kind: 'ceiling', strategy, estimateS: isBurst ? burstS(2500) : loadS })
       }
     }
   }
@@ -219,14 +295,57 @@ function plan (options: BenchOptions): Step[] {
 }
 
 function describe (step: Step, options: BenchOptions): string {
-  const what = step.kind === 'floor' ? 'HTTP floor' : `${step.kind} ${step.strategy!}`
-  const size = step.scenario === 'burst' ? `${options.burst} requests` : `${options.loadSeconds} s`
+  const what = step.kind === 'floor'
+    ? 'HTTP floor'
+    : step.kind === 'service'
+      ? `service ${step.strategy!}, group commit ${step.groupCommit!}`
+      : step.kind === 'ceiling'
+        ? `ceiling ${step.strategy!}`
+        : step.kind === 'per-commit'
+          ? `per-commit ceiling, ${options.poolSize} connections`
+          : `batch SQL, ${step.lock!} lock, batch of ${step.batchSize!}`
+  const size = step.scenario === 'ceilings'
+    ? `${step.kind === 'batch' ? options.batchSeconds : options.loadSeconds} s`
+    : step.scenario === 'burst' || step.scenario === 'keyed-burst' ? `${options.burst} requests` : `${options.loadSeconds} s`
   return `rep ${step.repetition}/${options.repetitions} · ${step.scenario} (${size}) · ${what}`
+}
+
+/** Seconds the planned steps should take on a quiet box (without start-up and warm-up): what --help's "fits in" means. */
+export function estimateSeconds (options: BenchOptions): number {
+  return plan(options).reduce((sum, step) => sum + step.estimateS, 0)
 }
 
 export interface BenchRun {
   result: BenchResult
   files: WrittenFiles
+}
+
+/** The service (production build) on `db` with one GROUP_COMMIT value. */
+async function startService (strategy: StrategyName, groupCommit: GroupCommitMode, db: ThrowawayDatabase, options: BenchOptions, poolSize = options.poolSize): Promise<ChildServer> {
+  return await startChildServer(`service (${strategy}, group commit ${groupCommit})`, serverScript, {
+    DATABASE_URL: db.url,
+    BALANCE_STRATEGY: strategy,
+    GROUP_COMMIT: groupCommit,
+    GROUP_COMMIT_MAX_BATCH: String(options.maxBatch),
+    DB_POOL_MAX: String(poolSize),
+    LOG_LEVEL: SERVICE_LOG_LEVEL,
+  })
+}
+
+/** A throwaway database migrated the production way (a service boots on it once) with one hot-row user. */
+async function createCeilingsEnv (options: BenchOptions): Promise<CeilingsEnv> {
+  const db = await createThrowawayDatabase('bench_ceilings', options.databaseUrl)
+  const admin = ignoreIdleErrors(new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' }))
+  try {
+    const migrator = await startService(options.strategies[0]!, 'off', db, options, 2)
+    await migrator.stop()
+    const fixtures = await createFixtures(admin, 0)
+    return { db, admin, hotUser: fixtures.hotUser }
+  } catch (error) {
+    await admin.end()
+    await db.drop()
+    throw error
+  }
 }
 
 export async function runBench (options: BenchOptions): Promise<BenchRun> {
@@ -237,39 +356,39 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
     await build()
   }
   const environments: StrategyEnv[] = []
+  let ceilings: CeilingsEnv | undefined
   let floor: ChildServer | undefined
+  const httpScenarios = options.scenarios.filter((scenario) => scenario !== 'ceilings')
   try {
-    log(`bench: PostgreSQL ${options.databaseUrl === undefined ? 'embedded (DATABASE_URL unset)' : 'from DATABASE_URL'}; pool ${options.poolSize}; strategies ${options.strategies.join(', ')}; scenarios ${options.scenarios.join(', ')}`)
-    floor = await startChildServer('HTTP floor', floorScript, { LOG_LEVEL: SERVICE_LOG_LEVEL })
-    for (const strategy of options.strategies) {
-      const db = await createThrowawayDatabase(`bench_${strategy}`, options.databaseUrl)
-      const admin = ignoreIdleErrors(new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' }))
-      let service: ChildServer
-      try {
-        service = await startChildServer(`service (${strategy})`, serverScript, {
-          DATABASE_URL: db.url, BALANCE_STRATEGY: strategy, DB_POOL_MAX: String(options.poolSize), LOG_LEVEL: SERVICE_LOG_LEVEL,
-        })
-      } catch (error) {
-        await admin.end()
-        await db.drop()
-        throw error
+    log(`bench: PostgreSQL ${options.databaseUrl === undefined ? 'embedded (DATABASE_URL unset)' : 'from DATABASE_URL'}; pool ${options.poolSize}; ` +
+      `strategies ${options.strategies.join(', ')}; group commit ${options.groupCommit.join(', ')} (max batch ${options.maxBatch}); scenarios ${options.scenarios.join(', ')}; ` +
+      `about ${formatSeconds(estimateSeconds(options))} of measurements`)
+    if (options.scenarios.includes('ceilings')) ceilings = await createCeilingsEnv(options)
+    if (httpScenarios.length > 0) {
+      floor = await startChildServer('HTTP floor', floorScript, { LOG_LEVEL: SERVICE_LOG_LEVEL })
+      for (const strategy of options.strategies) {
+        const db = await createThrowawayDatabase(`bench_${strategy}`, options.databaseUrl)
+        const admin = ignoreIdleErrors(new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' }))
+        const env: StrategyEnv = { strategy, db, services: {}, admin, fixtures: { hotUser: 0, spreadFrom: 0, spreadTo: 0 } }
+        environments.push(env)
+        // One at a time: the first boot migrates and seeds; the others find nothing pending.
+        for (const groupCommit of options.groupCommit) env.services[groupCommit] = await startService(strategy, groupCommit, db, options)
+        env.fixtures = await createFixtures(admin, options.spreadUsers)
+        const pids = options.groupCommit.map((mode) => `${mode}: pid ${env.services[mode]!.pid}`).join(', ')
+        log(`bench: ${strategy}: services (group commit ${pids}) on ${db.name}, ${options.spreadUsers} spread users + hot user ${env.fixtures.hotUser}`)
       }
-      const env: StrategyEnv = { strategy, db, service, admin, fixtures: { hotUser: 0, spreadFrom: 0, spreadTo: 0 } }
-      environments.push(env)
-      env.fixtures = await createFixtures(admin, options.spreadUsers)
-      log(`bench: ${strategy}: service pid ${service.pid} on ${db.name}, ${options.spreadUsers} spread users + hot user ${env.fixtures.hotUser}`)
     }
 
     // Warm every server's JIT and connections with unmeasured load; the journal checks still apply afterwards.
-    for (const server of [floor, ...environments.map((env) => env.service)]) {
-      const env = environments.find((e) => e.service === server)
-      const hot = env?.fixtures.hotUser ?? 2
+    const services = environments.flatMap((env) => Object.values(env.services).map((server) => ({ server, hot: env.fixtures.hotUser })))
+    for (const { server, hot } of [...(floor === undefined ? [] : [{ server: floor, hot: 2 }]), ...services]) {
       await load({ url: server.url, connections: options.connections, seconds: options.warmupSeconds, body: () => ({ userId: hot, amount: -1 }) })
     }
     await Promise.all(environments.map(async (env) => await settledJournalCount(env.admin)))
 
+    const anyAdmin = environments[0]?.admin ?? ceilings!.admin
     const result: BenchResult = {
-      schema: 'balance-api-bench/1',
+      schema: 'balance-api-bench/2',
       startedAt: startedAt.toISOString(),
       finishedAt: '',
       command: ['npm run bench --', ...process.argv.slice(2).filter((arg) => arg !== '--no-build')].join(' ').replace(/ --$/, ''),
@@ -281,8 +400,8 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
         memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
         os: `${os.type()} ${os.release()} ${os.arch()}`,
         node: process.version,
-        postgres: await postgresVersion(environments[0]!.admin),
-        postgresSettings: await postgresSettings(environments[0]!.admin),
+        postgres: await postgresVersion(anyAdmin),
+        postgresSettings: await postgresSettings(anyAdmin),
         database: options.databaseUrl === undefined ? 'embedded' : 'external',
         loadAverageAtStart: os.loadavg().map((value) => Math.round(value * 100) / 100),
         loadAverageAtEnd: [],
@@ -291,6 +410,10 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
         quick: options.quick,
         strategies: options.strategies,
         scenarios: options.scenarios,
+        groupCommit: options.groupCommit,
+        maxBatch: options.maxBatch,
+        batchSizes: options.batchSizes,
+        batchSeconds: options.batchSeconds,
         repetitions: options.repetitions,
         burstRequests: options.burst,
         loadSeconds: options.loadSeconds,
@@ -304,31 +427,42 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
       goals: [],
     }
     for (const scenario of options.scenarios) {
-      result.scenarios[scenario] = { name: scenario, metric: scenario === 'burst' ? 'wallMs' : 'reqPerSec', targets: {}, ratios: {} }
+      result.scenarios[scenario] = { name: scenario, metric: metricOf(scenario), targets: {}, ratios: {} }
     }
 
     const steps = plan(options)
     const progress = new Progress(steps.map((step) => step.estimateS), log)
+    const loadSamples: number[] = []
     for (const step of steps) {
       progress.step(describe(step, options))
       const env = environments.find((e) => e.strategy === step.strategy)
-      const record = await measure(step, options, floor, env)
+      const record = await measure(step, options, floor, env, ceilings)
+      loadSamples.push(os.loadavg()[0]!)
       const scenario = result.scenarios[step.scenario]!
-      const key = targetKey(step.kind, step.strategy)
-      const target = scenario.targets[key] ??= { kind: step.kind, ...(step.strategy === undefined ? {} : { strategy: step.strategy }), runs: [], status: 'ok', summary: {} }
+      const { repetition: _repetition, scenario: _scenario, estimateS: _estimate, ...spec } = step
+      const key = targetKey(spec)
+      const target = scenario.targets[key] ?? { ...spec, runs: [], status: 'ok', summary: {} }
+      scenario.targets[key] = target
       target.runs.push(record)
-      const headline = scenario.metric === 'wallMs' ? `${Math.round(record.figures.wallMs ?? NaN)} ms` : `${Math.round(record.figures.reqPerSec ?? NaN)} req/s`
-      log(record.ok ? `        ${headline}` : `        FAILED: ${record.failures.join('; ')}`)
+      const f = record.figures
+      const headline = scenario.metric === 'wallMs'
+        ? `${Math.round(f.wallMs ?? NaN)} ms`
+        : scenario.metric === 'changesPerSec' ? `${Math.round(f.changesPerSec ?? NaN)} changes/s` : `${Math.round(f.reqPerSec ?? NaN)} req/s`
+      const batches = f.batches === undefined ? '' : `; ${f.batches} batches, mean ${(f.batchMean ?? NaN).toFixed(1)}, max ≤ ${f.batchMax}`
+      const rss = f.peakRssMb === undefined ? '' : `; peak RSS ${Math.round(f.peakRssMb)} MB`
+      log(record.ok ? `        ${headline}${rss}${batches}` : `        FAILED: ${record.failures.join('; ')}`)
       if (!record.ok) result.failures.push(`${step.scenario} ${key} rep ${step.repetition}: ${record.failures.join('; ')}`)
     }
 
     for (const scenario of Object.values(result.scenarios)) {
-      for (const target of Object.values(scenario.targets)) summarise(target)
-      computeRatios(scenario, options.strategies)
+      for (const target of Object.values(scenario.targets)) if (target !== undefined) summarise(target)
     }
+    const perCommit = result.scenarios.ceilings?.targets['per-commit']
+    for (const scenario of Object.values(result.scenarios)) computeRatios(scenario, options.strategies, perCommit)
     result.goals = evaluateGoals(result)
     result.ok = result.failures.length === 0
     result.machine.loadAverageAtEnd = os.loadavg().map((value) => Math.round(value * 100) / 100)
+    result.machine.loadAverageDuring = spread(loadSamples)
     result.finishedAt = new Date().toISOString()
     const files = await writeOutputs(result, options.outDir, options.readme)
     log(`bench: ${result.ok ? 'all checks passed' : `${result.failures.length} FAILED measurement(s)`} in ${formatSeconds((Date.now() - startedAt.getTime()) / 1000)}; ${files.report}`)
@@ -336,9 +470,13 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
   } finally {
     await floor?.stop()
     for (const env of environments) {
-      await env.service.stop()
+      for (const service of Object.values(env.services)) await service.stop()
       await env.admin.end()
       await env.db.drop()
+    }
+    if (ceilings !== undefined) {
+      await ceilings.admin.end()
+      await ceilings.db.drop()
     }
   }
 }

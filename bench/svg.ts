@@ -12,6 +12,15 @@ export interface Bar {
   marker?: { label: string, value: number }
   /** Replaces the bar when the run failed its checks. */
   failed?: boolean
+  /** Fill colour; default: a palette colour by position. */
+  color?: string
+}
+
+/** One entry of the legend line under the plot: a filled box, a solid line (the per-bar marker) or a dashed line. */
+export interface LegendEntry {
+  label: string
+  color: string
+  kind: 'box' | 'line' | 'dash'
 }
 
 export interface ReferenceLine {
@@ -25,9 +34,20 @@ export interface BarChart {
   bars: Bar[]
   /** Drawn across the whole plot (the HTTP floor). */
   lines?: ReferenceLine[]
+  /** Replaces the default legend (its own ceiling, HTTP floor). */
+  legend?: LegendEntry[]
 }
 
+const DEFAULT_LEGEND: LegendEntry[] = [
+  { label: 'its own database ceiling (same SQL via pg.Pool)', color: '#b3261e', kind: 'line' },
+  { label: 'HTTP floor (no database) · whiskers: min–max', color: '#555', kind: 'dash' },
+]
+/** Rough width of a legend label at 11 px (the SVG has no text measuring). */
+const LEGEND_CHAR_PX = 5.6
+
 const WIDTH = 720
+/** Room a bar's label needs: a chart with many bars grows wider instead of overlapping them. */
+const MIN_SLOT = 92
 const HEIGHT = 380
 const MARGIN = { top: 48, right: 190, bottom: 56, left: 72 }
 /** A reference line more than this many times the highest bar is drawn at the top of the plot, labelled off scale. */
@@ -56,7 +76,8 @@ export function niceStep (max: number): number {
 }
 
 export function barChart (chart: BarChart): string {
-  const plotW = WIDTH - MARGIN.left - MARGIN.right
+  const width = Math.max(WIDTH, MARGIN.left + MARGIN.right + MIN_SLOT * chart.bars.length)
+  const plotW = width - MARGIN.left - MARGIN.right
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom
   const barValues = chart.bars.flatMap((bar) => [bar.failed === true ? 0 : bar.value, bar.max ?? 0, bar.marker?.value ?? 0]).filter(Number.isFinite)
   const barTop = Math.max(...barValues, 0)
@@ -70,8 +91,8 @@ export function barChart (chart: BarChart): string {
   const slot = plotW / Math.max(1, chart.bars.length)
   const barW = Math.min(90, slot * 0.5)
   const out: string[] = []
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
-  out.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`)
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEIGHT}" viewBox="0 0 ${width} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
+  out.push(`<rect width="${width}" height="${HEIGHT}" fill="#ffffff"/>`)
   out.push(`<text x="${MARGIN.left}" y="24" font-size="15" font-weight="bold" fill="#222">${escapeXml(chart.title)}</text>`)
   for (let tick = 0; tick <= top + step / 2; tick += step) {
     const ty = y(tick).toFixed(1)
@@ -82,7 +103,7 @@ export function barChart (chart: BarChart): string {
   chart.bars.forEach((bar, index) => {
     const cx = MARGIN.left + slot * index + slot / 2
     const x = cx - barW / 2
-    const color = COLORS[index % COLORS.length]!
+    const color = bar.color ?? COLORS[index % COLORS.length]!
     if (bar.failed === true) {
       out.push(`<text x="${cx}" y="${y(0) - 8}" text-anchor="middle" font-weight="bold" fill="#c00">FAILED</text>`)
     } else {
@@ -111,10 +132,19 @@ export function barChart (chart: BarChart): string {
   out.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${y(0)}" y2="${y(0)}" stroke="#222"/>`)
   // Legend
   const legendY = HEIGHT - 14
-  out.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + 24}" y1="${legendY - 4}" y2="${legendY - 4}" stroke="#b3261e" stroke-width="3"/>`)
-  out.push(`<text x="${MARGIN.left + 30}" y="${legendY}" fill="#333" font-size="11">its own database ceiling (same SQL via pg.Pool)</text>`)
-  out.push(`<line x1="${MARGIN.left + 300}" x2="${MARGIN.left + 324}" y1="${legendY - 4}" y2="${legendY - 4}" stroke="#555" stroke-width="2" stroke-dasharray="7 5"/>`)
-  out.push(`<text x="${MARGIN.left + 330}" y="${legendY}" fill="#333" font-size="11">HTTP floor (no database) · whiskers: min–max</text>`)
+  let legendX = MARGIN.left
+  for (const entry of chart.legend ?? DEFAULT_LEGEND) {
+    if (entry.kind === 'box') {
+      out.push(`<rect x="${legendX}" y="${legendY - 10}" width="12" height="12" fill="${entry.color}"/>`)
+      legendX += 18
+    } else {
+      const dash = entry.kind === 'dash' ? ' stroke-dasharray="7 5"' : ''
+      out.push(`<line x1="${legendX}" x2="${legendX + 24}" y1="${legendY - 4}" y2="${legendY - 4}" stroke="${entry.color}" stroke-width="${entry.kind === 'dash' ? 2 : 3}"${dash}/>`)
+      legendX += 30
+    }
+    out.push(`<text x="${legendX}" y="${legendY}" fill="#333" font-size="11">${escapeXml(entry.label)}</text>`)
+    legendX += Math.ceil(entry.label.length * LEGEND_CHAR_PX) + 16
+  }
   out.push('</svg>')
   return out.join('\n') + '\n'
 }
