@@ -8,22 +8,11 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded
 import { books, testConfig } from './helper.js'
 import { haveSystemTools } from './support/system-tool.js'
 import { PGBOUNCER, startPgBouncer } from './support/pgbouncer.js'
-import { behindPgBouncer } from './support/behind-pgbouncer.js'
+import { behindPgBouncer, send, type Answer } from './support/behind-pgbouncer.js'
 
 // Every database failure is a 503 DB_UNAVAILABLE, never a 500, with real parts: a PostgreSQL cluster of this test's
 // own (initdb in a temporary folder, a free loopback port: the embedded binaries, on both CI paths) whose server-wide
 // settings the test may change, and a real PgBouncer whose connections the test cuts.
-
-interface Answer { status: number, body: Record<string, unknown>, replayed: boolean }
-
-async function send (base: string, method: string, path: string, body: unknown, key?: string): Promise<Answer> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(key === undefined ? {} : { 'idempotency-key': key }) },
-    body: JSON.stringify(body),
-  })
-  return { status: response.status, body: await response.json() as Record<string, unknown>, replayed: response.headers.get('idempotent-replayed') === 'true' }
-}
 
 async function admin (url: string, ...statements: string[]): Promise<Array<Record<string, unknown>>> {
   const client = new pg.Client({ connectionString: url })

@@ -3,7 +3,7 @@ import { books, sql } from './helper.js'
 import { burst } from './support/burst.js'
 import { haveSystemTools } from './support/system-tool.js'
 import { PGBOUNCER } from './support/pgbouncer.js'
-import { behindPgBouncer } from './support/behind-pgbouncer.js'
+import { behindPgBouncer, send } from './support/behind-pgbouncer.js'
 import { checkBooks } from '../src/db/check-books.js'
 
 // Several instances sharing nothing but the database, all through ONE PgBouncer in transaction mode: the seed burst,
@@ -17,17 +17,6 @@ const STORM_USERS = 5
 const STORM_OPENING = 1000
 const STORM_OPERATIONS = 1500
 const STORM_CONCURRENCY = 40
-
-interface Answer { status: number, body: Record<string, unknown>, replayed: boolean }
-
-async function send (base: string, method: string, path: string, body: unknown, key?: string): Promise<Answer> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(key === undefined ? {} : { 'idempotency-key': key }) },
-    body: JSON.stringify(body),
-  })
-  return { status: response.status, body: await response.json() as Record<string, unknown>, replayed: response.headers.get('idempotent-replayed') === 'true' }
-}
 
 function tally (values: Array<string | number>): Record<string, number> {
   const counts: Record<string, number> = {}

@@ -44,3 +44,15 @@ export async function behindPgBouncer (t: Test, label: string, options: {
   }
   return { db, bouncer, apps, bases }
 }
+
+export interface Answer { status: number, body: Record<string, unknown>, replayed: boolean }
+
+/** One JSON request to an instance, with an optional Idempotency-Key; the answer's status, body and replay mark. */
+export async function send (base: string, method: string, path: string, body: unknown, key?: string): Promise<Answer> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(key === undefined ? {} : { 'idempotency-key': key }) },
+    body: JSON.stringify(body),
+  })
+  return { status: response.status, body: await response.json() as Record<string, unknown>, replayed: response.headers.get('idempotent-replayed') === 'true' }
+}
