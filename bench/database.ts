@@ -146,28 +146,12 @@ export interface CeilingLoadOutcome {
 
 /** `workers` async loops, each calling the change one at a time through the pool, for `seconds`. */
 export async function ceilingLoad (pool: pg.Pool, strategy: StrategyName, workers: number, seconds: number, pickUser: () => number): Promise<CeilingLoadOutcome> {
-  const latencies: number[] = []
-  let applied = 0
-  let other = 0
-  let errors = 0
-  const started = performance.now()
-  const end = started + seconds * 1000
-  await Promise.all(Array.from({ length: workers }, async () => {
-    while (performance.now() < end) {
-      const t0 = performance.now()
-      try {
-        const outcome = await ceilingChange(pool, strategy, pickUser(), -1)
-        if (outcome === 'applied') applied += 1
-        else other += 1
-      } catch {
-        errors += 1
-      }
-      latencies.push(performance.now() - t0)
-    }
-  }))
-  const durationS = (performance.now() - started) / 1000
-  latencies.sort((a, b) => a - b)
-  return { reqPerSec: latencies.length / durationS, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), applied, other, errors, durationS }
+  const outcome = await timedLoop(workers, seconds, async () => {
+    const applied = await ceilingChange(pool, strategy, pickUser(), -1) === 'applied'
+    return { applied: applied ? 1 : 0, other: applied ? 0 : 1 }
+  })
+  const { callsPerSec, p50Ms, p99Ms, applied, other, errors, durationS } = outcome
+  return { reqPerSec: callsPerSec, p50Ms, p99Ms, applied, other, errors, durationS }
 }
 
 export interface CeilingBurstOutcome {
