@@ -3,6 +3,9 @@ import { parseEnv } from 'node:util'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 
+/** The largest GROUP_COMMIT_MAX_BATCH accepted: one statement's arrays stay small (src/strategies/group-commit.ts). */
+export const MAX_BATCH_LIMIT = 4096
+
 /**
  * The service's whole configuration, read from the environment (and `.env`) in exactly one place.
  * The type is derived from the schema, so the two can never disagree.
@@ -40,7 +43,7 @@ export const EnvSchema = Type.Object({
   }),
   GROUP_COMMIT_MAX_BATCH: Type.Integer({
     minimum: 1,
-    maximum: 4096,
+    maximum: MAX_BATCH_LIMIT,
     default: 512,
     description: 'Most changes one group-commit transaction carries',
   }),

@@ -1,4 +1,5 @@
 import type { Sequelize } from 'sequelize'
+import { MAX_BATCH_LIMIT } from '../config.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import { runBatch, type BatchAnswer, type BatchItem } from './batch.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
@@ -23,7 +24,6 @@ import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, Idem
  * Several instances on one database stay exact: their batches take the same per-user lock in the database.
  * Transfers are not batched: they go straight to the strategy and take the same locks in id order.
  */
-export const MAX_BATCH_LIMIT = 4096
 
 interface Waiting {
   item: BatchItem
@@ -54,11 +54,6 @@ export class GroupCommit implements BalanceStrategy {
 
   observe (observer: BatchObserver): void {
     this.observer = observer
-  }
-
-  /** Users with a statement in flight from this instance (for tests and the metrics' sake; 0 when idle). */
-  get busyUsers (): number {
-    return this.lanes.size
   }
 
   async change (request: ChangeRequest): Promise<ChangeOutcome> {
