@@ -1,6 +1,5 @@
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Sequelize, Transaction } from 'sequelize'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { runBatch, type BatchAnswer, type BatchItem } from '../src/strategies/batch.js'
 import type { StrategyName } from '../src/config.js'
@@ -8,7 +7,8 @@ import { Idempotency } from '../src/services/idempotency.js'
 import { formatReport } from '../src/db/check-books.js'
 import { build, checkBooksAfterFaults, listen, strategies } from './helper.js'
 import { backendKiller, connect, exactlyOnceMismatches, retryingClient, type Operation, type Settled } from './support/retry.js'
-import { assertBooksBalance, journal, newUser, request, type JournalRow } from './support/ledger.js'
+import { assertBooksBalance, journal, newUser, request } from './support/ledger.js'
+import { batchMetrics, modelCheckStorm } from './support/model-check.js'
 
 /**
  * Group commit (issue 9): changes to one user that arrive while its statement is in flight share the next
@@ -17,112 +17,11 @@ import { assertBooksBalance, journal, newUser, request, type JournalRow } from '
 
 const TTL_HOURS = 24
 
-/** A small deterministic PRNG (mulberry32), so a failing storm can be replayed from its seed. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** balance_batch_size's count and sum from /metrics (0, 0 when group commit sent nothing). */
-async function batchMetrics (app: FastifyInstance, strategy: StrategyName): Promise<{ count: number, sum: number, largest: number }> {
-  const body = (await app.inject('/metrics')).body
-  const read = (name: string): number => Number(new RegExp(`^${name}\\{strategy="${strategy}"\\} (\\d+)$`, 'm').exec(body)?.[1] ?? 0)
-  // The largest bucket bound that still holds fewer than all batches tells the size of the largest one, roughly.
-  const buckets = [...body.matchAll(new RegExp(`^balance_batch_size_bucket\\{le="(\\d+)",strategy="${strategy}"\\} (\\d+)$`, 'gm'))]
-    .map((m) => ({ le: Number(m[1]), n: Number(m[2]) }))
-  const count = read('balance_batch_size_count')
-  const largest = buckets.find((bucket) => bucket.n === count)?.le ?? 0
-  return { count, sum: read('balance_batch_size_sum'), largest }
-}
-
-interface Sent {
-  amount: number
-  key: string | undefined
-  response: LightMyRequestResponse
-}
-
-/**
- * The model check: a storm of concurrent deposits and withdrawals (some too large to cover) on one user, a quarter
- * keyed and some keys sent three times at once, then every answer is checked against the journal.
- */
-async function storm (t: Test, app: FastifyInstance, seed: number, count: number): Promise<void> {
-  const random = prng(seed)
-  const opening = 3000
-  const userId = await newUser(app, opening)
-  const plan: Array<{ amount: number, key: string | undefined, copies: number }> = []
-  for (let i = 0; i < count; i += 1) {
-    const r = random()
-    const amount = r < 0.45 ? 1 + Math.floor(random() * 40) : r < 0.95 ? -(1 + Math.floor(random() * 60)) : -(100_000 + i)
-    const keyed = random() < 0.25
-    plan.push({ amount, key: keyed ? `storm-${seed}-${i}` : undefined, copies: keyed && random() < 0.2 ? 3 : 1 })
-  }
-  const sends = plan.flatMap(({ amount, key, copies }) => Array.from({ length: copies }, () => ({ amount, key })))
-  const sent: Sent[] = await Promise.all(sends.map(async ({ amount, key }) =>
-    ({ amount, key, response: await request(app, 'PATCH', '/api/balance', { userId, amount }, key) })))
-
-  const entries = (await journal(app, userId)).filter((entry) => entry.kind === 'change')
-  const byId = new Map<number, JournalRow>(entries.map((entry) => [entry.id, entry]))
-  const balancesHad = new Set<number>([opening, ...entries.map((entry) => entry.balanceAfter)])
-
-  // Entries chain in id order from the opening balance and never dip below 0.
-  let running = opening
-  let chained = true
-  for (const entry of entries) {
-    running += entry.amount
-    if (entry.balanceAfter !== running || running < 0) chained = false
-  }
-  t.ok(chained, `${entries.length} journal entries chain from ${opening} in id order, never below 0`)
-
-  const statuses: Record<number, number> = {}
-  const problems: string[] = []
-  const applied = new Set<number>()
-  const answersByKey = new Map<string, string[]>()
-  for (const { amount, key, response } of sent) {
-    statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1
-    const body = response.json() as { balance: number, entryId: number, code?: string, amount: number }
-    if (key !== undefined) {
-      const answers = answersByKey.get(key) ?? []
-      answers.push(`${response.statusCode} ${response.body}`)
-      answersByKey.set(key, answers)
-    }
-    if (response.statusCode === 200) {
-      const entry = byId.get(body.entryId)
-      if (entry === undefined || entry.amount !== amount || entry.balanceAfter !== body.balance || body.amount !== amount) {
-        problems.push(`200 ${response.body} does not match its journal entry ${JSON.stringify(entry)}`)
-      }
-      applied.add(body.entryId)
-    } else if (response.statusCode === 409) {
-      if (body.code !== 'INSUFFICIENT_FUNDS' || !balancesHad.has(body.balance) || body.balance + amount >= 0) {
-        problems.push(`409 ${response.body} for ${amount}: not a balance the user had, or one that covers the change`)
-      }
-    } else {
-      problems.push(`unexpected ${response.statusCode} ${response.body}`)
-    }
-  }
-  t.same(problems, [], `every answer of ${sent.length} is explained by the journal (${JSON.stringify(statuses)})`)
-  t.equal(applied.size, entries.length, 'applied answers (a replayed key counted once) = new journal entries')
-
-  const keyProblems = [...answersByKey.entries()].filter(([, answers]) => new Set(answers).size !== 1)
-  t.same(keyProblems, [], `each of ${answersByKey.size} keys has one answer, however often it was sent`)
-  const keyedEntries = entries.filter((entry) => entry.idempotencyKey !== null)
-  t.equal(new Set(keyedEntries.map((entry) => entry.idempotencyKey)).size, keyedEntries.length, 'no key wrote two entries')
-  const replays = sent.filter(({ response }) => response.headers['idempotent-replayed'] === 'true').length
-  const repeatedSends = plan.filter(({ key }) => key !== undefined).reduce((n, { copies }) => n + copies - 1, 0)
-  t.equal(replays, repeatedSends, 'every repeated key was answered as a replay, and only those')
-  await assertBooksBalance(t, app)
-}
-
 for (const groupCommit of ['on', 'off'] as const) {
   for (const strategy of strategies) {
     t.test(`model check on a hot user: ${strategy}, group commit ${groupCommit}`, async (t) => {
       const { app } = await build(t, { strategy, env: { GROUP_COMMIT: groupCommit } })
-      await storm(t, app, 0x5eed + strategies.indexOf(strategy), 1500)
+      await modelCheckStorm(t, app, 0x5eed + strategies.indexOf(strategy), 1500)
       const batches = await batchMetrics(app, strategy)
       if (groupCommit === 'on') {
         t.ok(batches.sum > batches.count, `changes shared transactions: ${batches.sum} changes in ${batches.count} statements, largest ≤ ${batches.largest}`)

@@ -1,13 +1,16 @@
 import t from 'tap'
-import { books, sql } from './helper.js'
+import { books, checkBooksAfterFaults, sql } from './helper.js'
 import { burst } from './support/burst.js'
 import { haveSystemTools } from './support/system-tool.js'
 import { PGBOUNCER } from './support/pgbouncer.js'
 import { behindPgBouncer, send } from './support/behind-pgbouncer.js'
-import { checkBooks } from '../src/db/check-books.js'
+import { checkBooks, formatReport } from '../src/db/check-books.js'
+import { batchMetrics, modelCheckStorm } from './support/model-check.js'
+import { backendKiller, connect, exactlyOnceMismatches, retryingClient, type Operation, type Settled } from './support/retry.js'
 
 // Several instances sharing nothing but the database, all through ONE PgBouncer in transaction mode: the seed burst,
-// keyed retries and a mixed storm split across them, with exact outcomes.
+// the group-commit model check, keyed retries (also under killed server connections) and a mixed storm split across
+// them, with exact outcomes.
 
 const INSTANCES = 2
 /** The seed figures: user 1 holds 10000, 10,000 × PATCH -2 → exactly 5000 × 200 and 5000 × 409. */
@@ -17,6 +20,14 @@ const STORM_USERS = 5
 const STORM_OPENING = 1000
 const STORM_OPERATIONS = 1500
 const STORM_CONCURRENCY = 40
+/** The model check of test/group-commit.test.ts: planned changes (≈ 1,630 requests with the repeated keys). */
+const MODEL_CHECK_CHANGES = 1500
+const MODEL_CHECK_IN_FLIGHT = 400
+const RETRY_OPERATIONS = 400
+const RETRY_CONCURRENCY = 40
+/** Server connections killed every 50 ms until the last operation's first attempt is sent (at most 600 rounds, 30 s). */
+const KILL_EVERY_MS = 50
+const KILL_ROUNDS = 600
 
 function tally (values: Array<string | number>): Record<string, number> {
   const counts: Record<string, number> = {}
@@ -38,7 +49,7 @@ t.test(`${INSTANCES} instances on one PgBouncer (transaction mode)`, async (t) =
   // PgBouncer's point: the instances' 2 × 10 client connections share 10 server connections (on one hot row more
   // would only queue inside PostgreSQL). A generous timeout: this test is about exact outcomes, and on a shared 2-core
   // box a 10k burst's lock queue can pass the default 10 s (test/pgbouncer.test.ts proves the timeouts).
-  const { apps, bases } = await behindPgBouncer(t, 'pgb_instances', {
+  const { apps, bases, db } = await behindPgBouncer(t, 'pgb_instances', {
     instances: INSTANCES,
     env: { DB_STATEMENT_TIMEOUT_MS: '60000' },
     bouncer: { poolSize: 10 },
@@ -79,6 +90,78 @@ t.test(`${INSTANCES} instances on one PgBouncer (transaction mode)`, async (t) =
     const again = await Promise.all(pairs.map(async (pair, i) => await send(bases[1]!, 'PATCH', '/api/balance', { userId, amount: -3 }, `pgb-both-${i}`)))
     t.equal(again.filter((a, i) => a.status === 200 && a.replayed && a.body.entryId === pairs[i]![0]!.body.entryId).length, KEYS, 'a later retry replays the same answer')
     t.same(await books(app, userId), { balance: 1000 - 3 * KEYS, journalSum: 1000 - 3 * KEYS, entries: 1 + KEYS }, 'one journal entry per key')
+  })
+
+  t.test('the group-commit model check split over both instances', async (t) => {
+    const before = await Promise.all(apps.map(async (instance) => await batchMetrics(instance, 'advisory')))
+    // At most MODEL_CHECK_IN_FLIGHT requests open at once (a socket each): enough for batches to form on both.
+    let inFlight = 0
+    const waiting: Array<() => void> = []
+    await modelCheckStorm(t, app, 0x5eed + 100, MODEL_CHECK_CHANGES, async (index, body, key) => {
+      if (inFlight >= MODEL_CHECK_IN_FLIGHT) await new Promise<void>((resolve) => waiting.push(resolve))
+      inFlight += 1
+      try {
+        const answer = await fetch(`${bases[index % INSTANCES]!}/api/balance`, {
+          method: 'PATCH',
+          headers: { 'content-type': 'application/json', ...(key === undefined ? {} : { 'idempotency-key': key }) },
+          body: JSON.stringify(body),
+        }).catch((error: Error) => { throw new Error(`request ${index}: ${error.message} (${String(error.cause)})`) })
+        return { status: answer.status, text: await answer.text(), replayed: answer.headers.get('idempotent-replayed') === 'true' }
+      } finally {
+        inFlight -= 1
+        waiting.shift()?.()
+      }
+    })
+    const after = await Promise.all(apps.map(async (instance) => await batchMetrics(instance, 'advisory')))
+    for (const [i, batch] of after.entries()) {
+      const changes = batch.sum - before[i]!.sum
+      const statements = batch.count - before[i]!.count
+      t.ok(changes > statements, `instance ${i + 1}: the storm's changes shared transactions (${changes} changes in ${statements} statements)`)
+    }
+  })
+
+  t.test('keyed retries across instances while server connections are killed: exactly once', async (t) => {
+    const admin = await connect(db.url)
+    t.teardown(async () => { await admin.end() })
+    const userId = (await send(bases[0]!, 'POST', '/api/users', { balance: 2000 })).body.id as number
+    const operations = Array.from({ length: RETRY_OPERATIONS }, (_, index): Operation => index % 4 === 3
+      ? { key: `pgb-retry-${index}`, method: 'POST', path: '/api/transfers', body: { fromUserId: userId, toUserId: 1, amount: 1 + (index % 9) }, legs: 2 }
+      : { key: `pgb-retry-${index}`, method: 'PATCH', path: '/api/balance', body: { userId, amount: index % 3 === 0 ? 5 + (index % 7) : -(1 + (index % 40)) }, legs: 1 })
+    // A first attempt goes to instance n % 2; a 503 is retried, with the same key, through the OTHER instance.
+    const retriers = bases.map((base) => retryingClient(base))
+    const killer = backendKiller(admin, KILL_EVERY_MS, KILL_ROUNDS)
+    // The kills stop once every operation has been sent once, so the retries still in flight can converge.
+    let killsStopped: Promise<number> | undefined
+    const stopKills = async (): Promise<number> => await (killsStopped ??= killer.stop())
+    const settled: Settled[] = []
+    const firstAnswers: Record<string, number> = {}
+    let retriedElsewhere = 0
+    let next = 0
+    await Promise.all(Array.from({ length: RETRY_CONCURRENCY }, async () => {
+      while (next < operations.length) {
+        const index = next++
+        const operation = operations[index]!
+        const sending = send(bases[index % INSTANCES]!, operation.method, operation.path, operation.body, operation.key)
+        if (next >= operations.length) void stopKills()
+        const first = await sending
+        firstAnswers[first.status] = (firstAnswers[first.status] ?? 0) + 1
+        if (first.status !== 503) {
+          settled.push({ operation, final: first.status, attempts: 1, ambiguous: 0, replayedAfter503: false })
+          continue
+        }
+        retriedElsewhere += 1
+        settled.push(await retriers[(index + 1) % INSTANCES]!.untilAnswered(operation))
+      }
+    }))
+    const terminated = await stopKills()
+    const replayed = settled.filter((s) => s.replayedAfter503).length
+    t.comment(`${terminated} server connections terminated; first answers ${JSON.stringify(firstAnswers)}; ${retriedElsewhere} retried on the other instance, ${replayed} of them found already committed (a replay)`)
+    t.ok(terminated > 0 && retriedElsewhere > 0, 'the kills made first attempts fail, and those were retried on the other instance')
+    t.same(Object.keys(firstAnswers).filter((status) => !['200', '201', '409', '503'].includes(status)), [], 'first answers are only 200, 201, 409 or 503')
+    t.same(settled.filter(({ final }) => final !== 200 && final !== 201 && final !== 409), [], 'every operation ends with 200, 201 or 409')
+    t.same(await exactlyOnceMismatches(admin, settled), [], 'each operation is in the journal exactly as often as its final answer says')
+    const report = await checkBooksAfterFaults(app.sequelize)
+    t.ok(report.ok, formatReport(report))
   })
 
   t.test(`a mixed storm of ${STORM_OPERATIONS} changes and transfers over both instances`, async (t) => {
