@@ -67,17 +67,20 @@ function soakSection (soak: Soak): string[] {
   ]
 }
 
+/** "median 10.4 s (9.1–12.0 over 26)": the middle value, the range and the count; "–" for none. */
+function spread (values: number[], unit = ' s'): string {
+  if (values.length === 0) return '–'
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = n(sorted[Math.floor(sorted.length / 2)]!)
+  return `median ${middle}${unit} (${n(sorted[0]!)}–${n(sorted[sorted.length - 1]!)} over ${sorted.length})`
+}
+
 /** The soak on the HA topology: the failovers, what clients saw, the invariants, and the pace towards 1,000,000 operations. */
 function haSoakSection (soak: Soak): string[] {
   const ha = soak.ha
   const o = soak.operations
   const failovers = ha?.failovers ?? []
   const hoursToMillion = o.perSecond > 0 ? 1_000_000 / o.perSecond / 3600 : Number.POSITIVE_INFINITY
-  const median = (values: number[]): string => {
-    if (values.length === 0) return '–'
-    const sorted = [...values].sort((a, b) => a - b)
-    return n(sorted[Math.floor(sorted.length / 2)]!)
-  }
   return [
     '## Bank soak across failover (HA topology)',
     '',
@@ -90,8 +93,9 @@ function haSoakSection (soak: Soak): string[] {
     `| logical operations | ${n(o.logical)} (${n(o.perSecond)}/s): ${n(o.byKind.transfer)} transfers, ${n(o.byKind.deposit)} deposits, ${n(o.byKind.withdrawal)} withdrawals |`,
     `| outcomes | ${n(o.acknowledged)} acknowledged, ${n(o.refused)} refused; ${n(o.ambiguousAttempts)} ambiguous attempts retried with their key; ${n(o.unknownReconciled)} never resolved |`,
     `| primary-node kills (Patroni + postmaster + backends, SIGKILL) | ${n(soak.faults.primaryKills)}, every ${n((soak.options.ha?.killPrimaryEveryMs ?? 0) / 1000)} s |`,
-    `| failover time (kill → new primary through HAProxy), median | ${median(failovers.map((f) => f.failoverS))} s |`,
-    `| service writing again after the kill, median | ${median(failovers.filter((f) => f.serviceRecoveredS !== null).map((f) => f.serviceRecoveredS!))} s |`,
+    `| failover time (kill → new primary through HAProxy) | ${spread(failovers.map((f) => f.failoverS))} |`,
+    `| service writing again after the kill | ${spread(failovers.filter((f) => f.serviceRecoveredS !== null).map((f) => f.serviceRecoveredS!))} |`,
+    `| 503s per failover (within 60 s of the kill) | ${spread(failovers.map((f) => f.unavailable503), '')} |`,
     `| HTTP | ${n(soak.http.requests)} requests — ${counts(soak.http.byStatus)}; client errors: ${counts(soak.http.errors)} |`,
     `| 5xx | ${n(soak.http.fiveHundreds['503'])} × 503 DB_UNAVAILABLE (all retried to a real answer), ${n(soak.http.fiveHundreds.other)} other |`,
     `| acknowledged changes lost (answer not in the final primary's journal with its user, amount and balance after) | ${n(soak.journalMatches.mismatched)} of ${n(soak.journalMatches.checked)} |`,
@@ -99,7 +103,9 @@ function haSoakSection (soak: Soak): string[] {
     `| books on the final primary (${ha?.finalPrimary ?? '?'}) | ${n(soak.books.users)} users, ${n(soak.books.entries)} journal entries, ${n(soak.books.transfers)} transfers; books checker ${soak.books.checkerOk ? 'OK' : 'FAILED'} |`,
     `| total | initial ${n(soak.totals.initial)}, expected ${n(soak.totals.expected)}, actual ${n(soak.totals.actual)} |`,
     `| **invariant violations** (every key exactly once, nothing acknowledged lost, totals, books, no 500) | **${n(soakViolations(soak))}** |`,
-    `| 1,000,000 operations at this pace | ${Number.isFinite(hoursToMillion) ? `${hoursToMillion.toFixed(1)} h of load` : 'n/a'} |`,
+    o.logical >= 1_000_000
+      ? `| 1,000,000 operations | reached: ${n(o.logical)} |`
+      : `| 1,000,000 operations at this pace | ${Number.isFinite(hoursToMillion) ? `${hoursToMillion.toFixed(1)} h of load` : 'n/a'} |`,
     '',
     'Each failover:',
     '',
@@ -205,7 +211,7 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     ]),
     ...(haSoak?.ha === undefined ? [] : [
       `- soak across failover: \`${haSoak.command}\`, ${n(haSoak.loadS)} s: ${n(haSoak.operations.logical)} operations (${n(haSoak.operations.perSecond)}/s), ${n(haSoak.faults.primaryKills)} primary-node kills,`,
-      `  failover ${haSoak.ha.failovers.map((f) => `${n(f.failoverS)} s`).join(', ') || '–'}; ${n(haSoak.http.fiveHundreds['503'])} × 503, ${n(haSoak.http.fiveHundreds.other)} other 5xx; acknowledged changes lost: ${n(haSoak.journalMatches.mismatched)}; **invariant violations: ${n(soakViolations(haSoak))}**.`,
+      `  failover ${spread(haSoak.ha.failovers.map((f) => f.failoverS))}; ${n(haSoak.http.fiveHundreds['503'])} × 503, ${n(haSoak.http.fiveHundreds.other)} other 5xx; acknowledged changes lost: ${n(haSoak.journalMatches.mismatched)}; **invariant violations: ${n(soakViolations(haSoak))}**.`,
     ]),
     ...(fuzz === undefined ? ['- fuzz: not run yet'] : [
       `- fuzz: ${n(fuzzRequests)} requests (${n(fuzz.runsPerRoute)} per route); 5xx, hangs and violations: ${n(fuzzFailures)}.`,
