@@ -204,7 +204,7 @@ bootstrap:
         max_wal_senders: 10
         max_replication_slots: 10
         # A killed primary comes back as a standby from the point where the timelines forked. Until it is back, no
-        # slot holds that WAL on the new primary: keep enough for minutes of writes (the HA soak writes about 1 MB/s;
+        # slot holds that WAL on the new primary: keep enough for minutes of writes (the HA soak writes 0.5–1 MB/s;
         # 128MB once ran out and the node waited forever for a removed segment).
         wal_keep_size: 2GB
   initdb:
