@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig, type StrategyName } from '../src/config.js'
-import { checkBooks } from '../src/db/check-books.js'
+import { checkBooks, type BooksReport } from '../src/db/check-books.js'
 import { freePort } from '../src/db/embedded-postgres.js'
 import { createSequelize } from '../src/plugins/database.js'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
@@ -142,6 +142,12 @@ const SNAPSHOT_EVERY_MS = 2000
 const VIOLATION_SAMPLES = 50
 /** A failover's outage is looked for in this many seconds after the kill. */
 const OUTAGE_S = 60
+/**
+ * The books check at the end reads every idempotency key and journal entry: past a million operations it takes far
+ * longer than the service's 10 s statement timeout (a 1.08M-operation HA soak lost its summary to that), so it gets
+ * the most the config allows.
+ */
+const BOOKS_CHECK_TIMEOUT_MS = 600_000
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -529,8 +535,16 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     if (actualTotal !== expectedTotal) fail(`total ${actualTotal} ≠ initial ${initialTotal} + acknowledged deposits − withdrawals ${acknowledgedDelta} + reconciled ${unknownDelta} = ${expectedTotal}`)
     // The books check on the final primary (through HAProxy on --ha), on a fresh connection.
     const finalPrimary = topology === undefined ? undefined : await topology.waitForPrimary(60_000)
-    sequelize = createSequelize(checkerUrl, loadConfig({ DATABASE_URL: checkerUrl, LOG_LEVEL: 'silent' }, false), () => {})
-    const books = await checkBooks(sequelize)
+    options.log(`soak ${runId}: journal, keys and totals checked (${violationCount} violations); running the books check on ${finalPrimary?.name ?? 'the database'}`)
+    sequelize = createSequelize(checkerUrl, loadConfig({ DATABASE_URL: checkerUrl, LOG_LEVEL: 'silent', DB_STATEMENT_TIMEOUT_MS: String(BOOKS_CHECK_TIMEOUT_MS) }, false), () => {})
+    const booksStarted = Date.now()
+    // A books check that cannot run is a failed run, with its summary still written.
+    const books = await checkBooks(sequelize).catch((error: Error) => {
+      fail(`books: the check could not run: ${error.message}`)
+      const unchecked: BooksReport = { ok: false, users: 0, entries: 0, transfers: 0, idempotencyKeys: 0, violations: [] }
+      return unchecked
+    })
+    options.log(`soak ${runId}: books check done in ${Math.round((Date.now() - booksStarted) / 1000)} s`)
     for (const violation of books.violations) fail(`books: ${violation.check}: ${violation.count} × ${violation.description}`)
     const unexpectedInstanceExits = instances.reduce((sum, instance) => sum + instance.unexpectedExits, 0)
     const bootFailures = instances.reduce((sum, instance) => sum + instance.bootFailures, 0)
