@@ -47,7 +47,7 @@ export async function modelCheckStorm (t: Test, app: FastifyInstance, seed: numb
     const keyed = random() < 0.25
     plan.push({ amount, key: keyed ? `storm-${seed}-${i}` : undefined, copies: keyed && random() < 0.2 ? 3 : 1 })
   }
-  const sends = plan.flatMap(({ amount, key }, i) => Array.from({ length: plan[i]!.copies }, () => ({ amount, key })))
+  const sends = plan.flatMap(({ amount, key, copies }) => Array.from({ length: copies }, () => ({ amount, key })))
   const sent = await Promise.all(sends.map(async ({ amount, key }, index) =>
     ({ amount, key, answer: await send(index, { userId, amount }, key) })))
 
