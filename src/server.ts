@@ -4,12 +4,14 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { loadConfig, type Config } from './config.js'
 import { limits } from './limits.js'
+import { onShutdownSignals, SHUTDOWN_SIGNALS, type ShutdownSignal } from './shutdown-signals.js'
 
 /**
  * Starts the service: config, app, listen. On SIGTERM/SIGINT it closes gracefully: the listener closes at once
  * (new connections are refused), idle keep-alive sockets are closed, requests already accepted finish and are
  * answered with `connection: close`, then the pool and the embedded PostgreSQL close and the process exits 0.
- * Past limits.shutdownGraceMs it exits 1 without waiting further; a second signal exits 1 at once.
+ * Past limits.shutdownGraceMs it exits 1 without waiting further; a second signal exits 1 at once, unless it is the echo
+ * of the first (within SIGNAL_ECHO_WINDOW_MS: npm forwards the Ctrl-C the terminal already sent).
  */
 const LOG_FLUSH_TIMEOUT_MS = 1_000
 
@@ -50,12 +52,28 @@ async function main (): Promise<void> {
   const config = loadConfig()
   const app = await buildApp(config)
 
-  closeWithGrace({ delay: limits.shutdownGraceMs, logger: app.log }, async ({ signal, err }) => {
+  // close-with-grace closes on errors and exits on time-out; the signals are ours (src/shutdown-signals.ts), so that
+  // the Ctrl-C that npm forwards a second time is not taken for a person insisting.
+  let closing = false
+  const closer = closeWithGrace({ delay: limits.shutdownGraceMs, logger: app.log, skip: [...SHUTDOWN_SIGNALS] }, async ({ err }) => {
+    closing = true
     if (err !== undefined) app.log.error({ err }, 'closing after an error')
-    else app.log.info({ signal }, 'closing: no new connections, in-flight requests finish')
     await app.close()
     app.log.info('closed')
     await flushLog(app.log)
+  })
+  const exitAtOnce = (signal: ShutdownSignal): void => {
+    app.log.error(`second ${signal}, exiting`)
+    process.exit(1)
+  }
+  onShutdownSignals({
+    close: (signal) => {
+      // Already closing after an error: a signal now means stop, as close-with-grace did before.
+      if (closing) { exitAtOnce(signal); return }
+      app.log.info({ signal }, 'closing: no new connections, in-flight requests finish')
+      void closer.close()
+    },
+    insist: exitAtOnce,
   })
 
   await app.listen({ port: config.PORT, host: config.HOST, backlog: limits.listenBacklog })

@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import pg from 'pg'
 import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { freePort } from '../src/db/embedded-postgres.js'
+import { SIGNAL_ECHO_WINDOW_MS } from '../src/shutdown-signals.js'
 
 // The real built server as a child process: 2,000 PATCH -1 on user 1 (10000), SIGTERM after half of them answered.
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
@@ -107,6 +108,14 @@ async function exitOf (server: Server): Promise<{ code: number | null, signal: N
   ])
 }
 
+async function waitFor (condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 async function query<T extends pg.QueryResultRow> (url: string, sql: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
@@ -174,7 +183,7 @@ t.test(`SIGTERM during ${REQUESTS} changes: in-flight requests finish, every 200
   t.equal(stderr, '', 'nothing on stderr')
 })
 
-t.test('SIGINT with the embedded PostgreSQL: the database stops with the service, exit 0', async (t) => {
+t.test('SIGINT twice at once (Ctrl-C under npm start) with the embedded PostgreSQL: one graceful close, the database stops with the service, exit 0', async (t) => {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'balance-shutdown-pg-'))
   t.teardown(async () => { await rm(dataDir, { recursive: true, force: true }) })
   const port = await freePort()
@@ -183,11 +192,61 @@ t.test('SIGINT with the embedded PostgreSQL: the database stops with the service
   t.ok(existsSync(path.join(dataDir, 'postmaster.pid')), 'the embedded PostgreSQL runs')
   const res = await fetch(`http://127.0.0.1:${port}/api/health`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
   t.same(await res.json(), { status: 'ok', db: 'up' })
+  // As Ctrl-C on `npm start` at a terminal delivers it: once from the terminal to the process group, once more from
+  // npm forwarding what it got. The echo must not count as a second signal (it used to exit 1 at once).
   server.child.kill('SIGINT')
-  t.same(await exitOf(server), { code: 0, signal: null }, 'exit 0 on SIGINT')
+  server.child.kill('SIGINT')
+  t.same(await exitOf(server), { code: 0, signal: null }, 'exit 0 on SIGINT delivered twice at once')
   t.notOk(existsSync(path.join(dataDir, 'postmaster.pid')), 'the embedded PostgreSQL has stopped (no postmaster.pid)')
   const lines = server.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string, level: number })
   t.ok(lines.some((line) => line.msg === 'embedded PostgreSQL stopped'), 'the embedded PostgreSQL stop is logged')
   // Not "the last line is 'closed'": that line races process.exit in close-with-grace and was lost in 1 of ~4 CI runs.
   t.same(lines.filter((line) => line.level >= 50).map((line) => line.msg), [], 'no error logged while closing')
+})
+
+t.test('a second signal past the echo window, while a request is still in flight: exit 1 at once; the change in flight still commits in the database, once', async (t) => {
+  const db = await createThrowawayDatabase('shutdown_insist')
+  t.teardown(db.drop)
+  const port = await freePort()
+  const server = await startServer(t, { DATABASE_URL: db.url, PORT: String(port), BALANCE_STRATEGY: 'advisory' })
+
+  // Hold user 1's advisory lock elsewhere, so that one PATCH stays in flight (up to the 10 s statement timeout) and the
+  // graceful close has to wait for it.
+  const holder = new pg.Client({ connectionString: db.url })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('SELECT pg_advisory_lock(1)')
+  const agent = new http.Agent({ keepAlive: false })
+  t.teardown(() => { agent.destroy() })
+  const inFlight = change(port, agent)
+  await waitFor(async () => (await query<{ waiting: string }>(db.url,
+    "SELECT count(*) AS waiting FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))[0]?.waiting === '1')
+
+  server.child.kill('SIGTERM')
+  await new Promise((resolve) => setTimeout(resolve, SIGNAL_ECHO_WINDOW_MS + 300))
+  t.equal(server.child.exitCode, null, 'still closing: waiting for the request in flight')
+  const insistedAt = Date.now()
+  server.child.kill('SIGTERM')
+  t.same(await exitOf(server), { code: 1, signal: null }, 'exit 1 on the second SIGTERM')
+  const exitMs = Date.now() - insistedAt
+  t.ok(exitMs < 3_000, `at once, not after the request or the 10 s grace: ${exitMs} ms`)
+  const outcome = await inFlight
+  t.ok(outcome.error !== undefined && NOT_SERVED.has(outcome.error), `the request in flight saw its connection reset: ${JSON.stringify(outcome)}`)
+
+  // Exiting at once does not take back what the database was already doing: the backend, waiting on the lock, does
+  // not notice its client is gone, and once the lock is free it commits. The client saw a reset for a change that was
+  // applied: the reason a client retries with its Idempotency-Key (README, "Graceful shutdown").
+  await holder.query('SELECT pg_advisory_unlock(1)')
+  await waitFor(async () => (await query<{ busy: string }>(db.url, `
+    SELECT count(*) AS busy FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'`))[0]?.busy === '0')
+  const [row] = await query<{ balance: string, entries: string, total: string }>(db.url, `
+    SELECT u.balance,
+      (SELECT count(*) FROM journal_entries WHERE user_id = 1 AND kind = 'change') AS entries,
+      (SELECT sum(amount) FROM journal_entries WHERE user_id = 1) AS total
+    FROM users u WHERE u.id = 1`)
+  t.same(row, { balance: '9999', entries: '1', total: '9999' }, 'the change in flight committed after the exit, exactly once: balance 9999, one journal row, balance = Σ journal')
+  const lines = server.output().stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string, signal?: string })
+  t.ok(lines.some((line) => line.msg.startsWith('closing') && line.signal === 'SIGTERM'), 'the first SIGTERM started the close')
+  t.ok(lines.some((line) => line.msg === 'second SIGTERM, exiting'), 'the second one is logged as such')
 })
