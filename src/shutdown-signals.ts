@@ -22,28 +22,23 @@ export interface ShutdownSignalHandlers {
 /** What the handlers listen on: `process`, or a stand-in in the unit test. */
 export interface SignalSource {
   on: (event: ShutdownSignal, listener: () => void) => unknown
-  removeListener: (event: ShutdownSignal, listener: () => void) => unknown
 }
 
-/** Installs the handlers; returns their uninstall. `now` is injectable so the window can be tested without waiting. */
+/** Installs the handlers for the life of the process. `now` is injectable so the window can be tested without waiting. */
 export function onShutdownSignals (
   handlers: ShutdownSignalHandlers,
   source: SignalSource = process,
   now: () => number = Date.now,
-  echoWindowMs: number = SIGNAL_ECHO_WINDOW_MS,
-): () => void {
+): void {
   let firstAt: number | undefined
-  const listeners = SHUTDOWN_SIGNALS.map((signal) => {
-    const listener = (): void => {
+  for (const signal of SHUTDOWN_SIGNALS) {
+    source.on(signal, () => {
       if (firstAt === undefined) {
         firstAt = now()
         handlers.close(signal)
-      } else if (now() - firstAt > echoWindowMs) {
+      } else if (now() - firstAt > SIGNAL_ECHO_WINDOW_MS) {
         handlers.insist(signal)
       }
-    }
-    source.on(signal, listener)
-    return { signal, listener }
-  })
-  return () => { for (const { signal, listener } of listeners) source.removeListener(signal, listener) }
+    })
+  }
 }
