@@ -60,3 +60,14 @@ export class DatabaseUnavailableError extends DomainError {
     super('The database is unavailable; retry with the same Idempotency-Key to learn the outcome', { cause })
   }
 }
+
+/**
+ * A bounded queue was full, or a request's deadline passed before its change reached the database: nothing was
+ * applied, so a retry (after `retryAfterSeconds`) is always safe, with or without an Idempotency-Key.
+ */
+export class OverloadedError extends DomainError {
+  readonly code = 'OVERLOADED'
+  constructor (readonly reason: string, readonly retryAfterSeconds: number) {
+    super(`The service is overloaded (${reason}); nothing was applied, retry after ${retryAfterSeconds} s`)
+  }
+}

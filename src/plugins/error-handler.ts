@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BalanceLimitExceededError, DomainError, InsufficientFundsError } from '../domain/errors.js'
+import { BalanceLimitExceededError, DomainError, InsufficientFundsError, OverloadedError } from '../domain/errors.js'
 
 /** The one table from domain error codes to HTTP statuses. */
 const STATUS_BY_CODE: Record<string, number> = {
@@ -12,6 +12,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   BALANCE_LIMIT_EXCEEDED: 409,
   IDEMPOTENCY_KEY_REUSED: 422,
   DB_UNAVAILABLE: 503,
+  OVERLOADED: 503,
 }
 
 /** The standard error body `{statusCode, code, error, message}`. */
@@ -44,6 +45,7 @@ export default fp(async function errorHandler (fastify) {
       }
       if (statusCode >= 500) request.log.warn({ err: error.cause ?? error }, error.message)
       if (error.replayed) void reply.header('Idempotent-Replayed', 'true')
+      if (error instanceof OverloadedError) void reply.header('Retry-After', String(error.retryAfterSeconds))
       return await reply.code(statusCode).send(payload)
     }
     const statusCode = error.statusCode ?? 500

@@ -71,7 +71,8 @@ export const commonErrors = {
     { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' },
   ),
   503: errorResponse(
-    'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome',
+    'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome. ' +
+      'OVERLOADED (with `Retry-After`): a bounded queue was full or the request\'s deadline passed; nothing was applied',
     { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message: 'The database is unavailable; retry with the same Idempotency-Key to learn the outcome' },
   ),
 }
