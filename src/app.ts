@@ -9,6 +9,7 @@ import configPlugin from './plugins/config.js'
 import requestId, { genReqId } from './plugins/request-id.js'
 import securityHeaders from './plugins/security-headers.js'
 import validation from './plugins/validation.js'
+import jsonBody from './plugins/json-body.js'
 import errorHandler, { frameworkErrors } from './plugins/error-handler.js'
 import database from './plugins/database.js'
 import migrations from './plugins/migrations.js'
@@ -44,7 +45,7 @@ export interface BuildAppOptions {
 }
 
 /**
- * Builds the app; plugins in one visible order: config → request ids, security headers, validation/errors →
+ * Builds the app; plugins in one visible order: config → request ids, security headers, validation/JSON body/errors →
  * database → migrations → service → docs → auth → metrics → routes. Docs and auth come before the routes (and
  * /metrics) so that their onRoute hooks see every route, including routes added later.
  */
@@ -81,6 +82,7 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
   await app.register(securityHeaders)
   await app.register(sensible)
   await app.register(validation)
+  await app.register(jsonBody)
   await app.register(errorHandler)
   app.addSchema(ErrorResponse)
   await app.register(database)
