@@ -6,6 +6,9 @@ import { Type, type Static } from 'typebox'
 /** The largest GROUP_COMMIT_MAX_BATCH accepted: one statement's arrays stay small (src/strategies/group-commit.ts). */
 export const MAX_BATCH_LIMIT = 4096
 
+/** Comma-separated bearer tokens; each 16+ visible ASCII characters other than a comma. */
+const TOKEN_LIST = '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$'
+
 /**
  * The service's whole configuration, read from the environment (and `.env`) in exactly one place.
  * The type is derived from the schema, so the two can never disagree.
@@ -58,10 +61,22 @@ export const EnvSchema = Type.Object({
     description: 'true: human-readable lines (pino-pretty); false: JSON lines; unset: pretty when stdout is a terminal',
   })),
   API_TOKENS: Type.Optional(Type.String({
-    // Comma-separated; each token 16+ visible ASCII characters other than a comma.
-    pattern: '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$',
-    description: 'Comma-separated bearer tokens (16+ visible ASCII characters each); set, writes under /api need one',
+    pattern: TOKEN_LIST,
+    description: 'Comma-separated bearer tokens (16+ visible ASCII characters each) that may read and write; ' +
+      'set (or API_READ_TOKENS set), every route under /api but the health probes needs a token',
   })),
+  API_READ_TOKENS: Type.Optional(Type.String({
+    pattern: TOKEN_LIST,
+    description: 'Comma-separated bearer tokens that may only read (GET/HEAD): a write with one is 403 FORBIDDEN',
+  })),
+  METRICS_AUTH: Type.Enum(['token', 'open'], {
+    default: 'token',
+    description: 'token: GET /metrics needs a token (read or write) while tokens are set; open: never',
+  }),
+  DOCS_AUTH: Type.Enum(['token', 'open'], {
+    default: 'token',
+    description: 'token: /docs and /docs/json need a token (read or write) while tokens are set; open: never (to browse Swagger UI)',
+  }),
   METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at GET /metrics' }),
 })
 

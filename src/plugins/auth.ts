@@ -1,80 +1,145 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { Config } from '../config.js'
 import { errorBody } from './error-handler.js'
 import { errorResponse } from '../schemas/common.js'
 
-/** Methods that change something. Keyed on the method, so every write route added later is covered. */
-const WRITE_METHODS = new Set(['PATCH', 'POST', 'PUT', 'DELETE'])
+/** Methods that only read. Everything else (PATCH, POST, PUT, DELETE, OPTIONS, …) needs a read-write token. */
+const READ_METHODS = new Set(['GET', 'HEAD'])
 const API_PREFIX = '/api'
+const DOCS_PREFIX = '/docs'
+const METRICS_PATH = '/metrics'
+/**
+ * The probes stay open: orchestrators, load balancers and the Docker HEALTHCHECK call them without credentials,
+ * and they tell only whether the process and its database are up, nothing about users or money.
+ */
+const OPEN_API_PATHS = new Set(['/api/health', '/api/health/live'])
 export const SECURITY_SCHEME = 'bearerAuth'
 const BEARER = /^Bearer +(\S+) *$/i
-const UNAUTHORIZED_MESSAGE = 'Writes need an "Authorization: Bearer <token>" header with a valid token'
-const UNAUTHORIZED_RESPONSE = errorResponse(
-  'UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the tokens in API_TOKENS',
-  { statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: UNAUTHORIZED_MESSAGE },
+const UNAUTHORIZED_MESSAGE = 'This route needs an "Authorization: Bearer <token>" header with a valid token'
+const FORBIDDEN_MESSAGE = 'This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS'
+const WWW_AUTHENTICATE = 'Bearer realm="balance-api"'
+const UNAUTHORIZED_RESPONSE = {
+  ...errorResponse(
+    'UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens',
+    { statusCode: 401, code: 'UNAUTHORIZED', error: 'Unauthorized', message: UNAUTHORIZED_MESSAGE },
+  ),
+  headers: { 'WWW-Authenticate': { type: 'string', const: WWW_AUTHENTICATE, description: 'Always sent with a 401' } },
+}
+const FORBIDDEN_RESPONSE = errorResponse(
+  'FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes',
+  { statusCode: 403, code: 'FORBIDDEN', error: 'Forbidden', message: FORBIDDEN_MESSAGE },
 )
 
 function digest (token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest()
 }
 
-/** API_TOKENS (comma-separated) → their SHA-256 digests; none when unset. */
-export function tokenDigests (apiTokens: string | undefined): Buffer[] {
-  return (apiTokens ?? '').split(',').map((token) => token.trim()).filter((token) => token !== '').map(digest)
+/** A comma-separated token list → their SHA-256 digests; none when unset. */
+export function tokenDigests (tokens: string | undefined): Buffer[] {
+  return (tokens ?? '').split(',').map((token) => token.trim()).filter((token) => token !== '').map(digest)
+}
+
+function pathOf (url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
 }
 
 function isApiPath (path: string): boolean {
-  return path === API_PREFIX || path.startsWith(`${API_PREFIX}/`) || path.startsWith(`${API_PREFIX}?`)
+  return path === API_PREFIX || path.startsWith(`${API_PREFIX}/`)
+}
+
+function isDocsPath (path: string): boolean {
+  return path === DOCS_PREFIX || path.startsWith(`${DOCS_PREFIX}/`)
 }
 
 function methodsOf (route: RouteOptions): string[] {
   return Array.isArray(route.method) ? route.method : [route.method]
 }
 
-/** A route that needs a token: a write method under /api. */
-export function isProtectedRoute (method: string, url: string): boolean {
-  return WRITE_METHODS.has(method) && isApiPath(url)
+export interface AuthPolicy {
+  /** True when a request to `path` (a route pattern or a raw path) needs a token. */
+  needsToken: (path: string) => boolean
+}
+
+/** Which paths need a token, from the configuration: every /api route but the probes, /metrics and /docs by switch. */
+export function authPolicy (config: Pick<Config, 'METRICS_AUTH' | 'DOCS_AUTH'>): AuthPolicy {
+  return {
+    needsToken (url) {
+      const path = pathOf(url)
+      if (isApiPath(path)) return !OPEN_API_PATHS.has(path)
+      if (path === METRICS_PATH) return config.METRICS_AUTH === 'token'
+      if (isDocsPath(path)) return config.DOCS_AUTH === 'token'
+      return false
+    },
+  }
+}
+
+/** Documents the requirement on a route that needs a token: the bearer scheme, 401, and 403 on writes. */
+function documentSecurity (route: RouteOptions, readTokensSet: boolean): void {
+  const schema = route.schema ?? {}
+  const writes = methodsOf(route).some((method) => !READ_METHODS.has(method))
+  route.schema = {
+    ...schema,
+    security: [{ [SECURITY_SCHEME]: [] }],
+    response: {
+      ...(schema.response as Record<string, unknown> | undefined),
+      401: UNAUTHORIZED_RESPONSE,
+      ...(writes && readTokensSet ? { 403: FORBIDDEN_RESPONSE } : {}),
+    },
+  } as typeof schema
 }
 
 /**
- * Optional bearer-token auth on writes. With API_TOKENS set, PATCH/POST/PUT/DELETE under /api need
- * `Authorization: Bearer <token>` (401 UNAUTHORIZED otherwise, before the body is even parsed); reads, health,
- * docs and metrics stay open. Tokens are compared as SHA-256 digests (equal length) with timingSafeEqual,
- * against every configured token, so the time does not depend on which token or how much of it matched.
+ * Optional bearer-token auth. With API_TOKENS (read and write) or API_READ_TOKENS (GET/HEAD only) set, every route
+ * under /api but the two health probes needs `Authorization: Bearer <token>` (401 UNAUTHORIZED otherwise, before the
+ * body is even parsed), and so do /metrics and /docs unless METRICS_AUTH / DOCS_AUTH say `open`. A read-only token
+ * on a write is 403 FORBIDDEN. Tokens are compared as SHA-256 digests (equal length) with timingSafeEqual, against
+ * every configured token, so the time does not depend on which token or how much of it matched.
  * Unset: nothing is checked and the OpenAPI document shows no security.
  */
 export default fp(async function auth (fastify) {
-  const digests = tokenDigests(fastify.config.API_TOKENS)
-  if (digests.length === 0) return
-  fastify.log.info({ tokens: digests.length }, 'writes under /api need a bearer token (API_TOKENS)')
+  const writeDigests = tokenDigests(fastify.config.API_TOKENS)
+  const readDigests = tokenDigests(fastify.config.API_READ_TOKENS)
+  if (writeDigests.length + readDigests.length === 0) return
+  const policy = authPolicy(fastify.config)
+  fastify.log.info({ tokens: writeDigests.length, readTokens: readDigests.length }, 'routes under /api (but the health probes) need a bearer token')
 
-  // Documents the requirement on every protected route, including those registered by later plugins.
+  // Documents the requirement on every protected route, including those registered by later plugins (/metrics).
   fastify.addHook('onRoute', (route) => {
-    if (!methodsOf(route).some((method) => isProtectedRoute(method, route.url))) return
-    const schema = route.schema ?? {}
-    route.schema = {
-      ...schema,
-      security: [{ [SECURITY_SCHEME]: [] }],
-      response: { ...(schema.response as Record<string, unknown> | undefined), 401: UNAUTHORIZED_RESPONSE },
-    } as typeof schema
+    if (policy.needsToken(route.url)) documentSecurity(route, readDigests.length > 0)
   })
 
-  function authorized (request: FastifyRequest): boolean {
+  /** Which kind of token the request carries, if any. */
+  function grant (request: FastifyRequest): 'write' | 'read' | undefined {
     const match = BEARER.exec(request.headers.authorization ?? '')
-    if (match === null) return false
+    if (match === null) return undefined
     const presented = digest(match[1]!)
-    let ok = false
-    for (const known of digests) ok = timingSafeEqual(presented, known) || ok
-    return ok
+    let write = false
+    let read = false
+    for (const known of writeDigests) write = timingSafeEqual(presented, known) || write
+    for (const known of readDigests) read = timingSafeEqual(presented, known) || read
+    return write ? 'write' : read ? 'read' : undefined
+  }
+
+  function refuse (reply: FastifyReply, statusCode: 401 | 403): void {
+    if (statusCode === 401) {
+      void reply.code(401).header('www-authenticate', WWW_AUTHENTICATE).send(errorBody(401, 'UNAUTHORIZED', UNAUTHORIZED_MESSAGE))
+    } else {
+      void reply.code(403).send(errorBody(403, 'FORBIDDEN', FORBIDDEN_MESSAGE))
+    }
   }
 
   fastify.addHook('onRequest', (request, reply, done) => {
-    if (!isProtectedRoute(request.method, request.routeOptions.url ?? request.url) || authorized(request)) {
+    // The route pattern when one matched (so `/api/users/:id` and not the raw id), else the path itself.
+    if (!policy.needsToken(request.routeOptions.url ?? request.url)) {
       done()
       return
     }
-    void reply.code(401).header('www-authenticate', 'Bearer realm="balance-api"')
-      .send(errorBody(401, 'UNAUTHORIZED', UNAUTHORIZED_MESSAGE))
+    const granted = grant(request)
+    if (granted === undefined) refuse(reply, 401)
+    else if (granted === 'read' && !READ_METHODS.has(request.method)) refuse(reply, 403)
+    else done()
   })
 }, { name: 'auth', dependencies: ['config', 'error-handler'] })
