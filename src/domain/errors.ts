@@ -53,11 +53,25 @@ export class InvalidCursorError extends DomainError {
   }
 }
 
+/**
+ * What the caller's request was, for the advice a 503 gives: only a keyed write can learn its outcome by a retry;
+ * a keyless write retried on that advice could run twice; a read changed nothing.
+ */
+export type UnavailableRequest = 'keyed-write' | 'keyless-write' | 'read'
+
+const UNAVAILABLE_ADVICE: Record<UnavailableRequest, string> = {
+  'keyed-write': 'retry with the same Idempotency-Key to learn the outcome',
+  'keyless-write': 'the write may or may not have been applied. Before sending it again, look at the user\'s ' +
+    'transactions (GET /api/users/{id}/transactions): without an Idempotency-Key a retry can apply it twice. ' +
+    'Send an Idempotency-Key to make retries safe',
+  read: 'nothing was changed; retry',
+}
+
 /** PostgreSQL could not be reached, or the connection broke mid-request: the outcome may be unknown to us. */
 export class DatabaseUnavailableError extends DomainError {
   readonly code = 'DB_UNAVAILABLE'
-  constructor (cause?: unknown) {
-    super('The database is unavailable; retry with the same Idempotency-Key to learn the outcome', { cause })
+  constructor (cause?: unknown, request: UnavailableRequest = 'keyless-write') {
+    super(`The database is unavailable; ${UNAVAILABLE_ADVICE[request]}`, { cause })
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Sequelize } from 'sequelize'
 import {
   BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
+  type UnavailableRequest,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
@@ -65,6 +66,10 @@ function renderTransfer (request: TransferRequest, result: TransferOutcome): App
   }
 }
 
+function writeKind (key: string | undefined): UnavailableRequest {
+  return key === undefined ? 'keyless-write' : 'keyed-write'
+}
+
 /** How a change ended: a strategy outcome, or the database was unavailable, or an unexpected error (a bug). */
 export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
 
@@ -107,7 +112,7 @@ export class BalanceService {
   /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim))
+    const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
   }
 
@@ -115,18 +120,18 @@ export class BalanceService {
     // Refused before the database: bad input changes nothing and is never kept under a key.
     if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.transfer(request, claim))
+    const keyed = await this.guard(async () => await this.strategy.transfer(request, claim), writeKind(key))
     return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
   }
 
   async createUser (request: { balance: number }, key?: string): Promise<Answer<UserView>> {
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
-    const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim))
+    const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim), writeKind(key))
     return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))
   }
 
   async getUser (id: number): Promise<UserView> {
-    const user = await this.guard(async () => await readUser(this.sequelize, id))
+    const user = await this.guard(async () => await readUser(this.sequelize, id), 'read')
     if (user === null) throw new UserNotFoundError(id)
     return user
   }
@@ -135,7 +140,7 @@ export class BalanceService {
   async history (userId: number, page: { limit: number, before?: string }): Promise<HistoryPage> {
     const beforeId = page.before === undefined ? undefined : decodeCursor(page.before)
     // One row more than asked tells whether an older page exists, without a count.
-    const rows = await this.guard(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1))
+    const rows = await this.guard(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1), 'read')
     if (rows === null) throw new UserNotFoundError(userId)
     const items = rows.slice(0, page.limit)
     const last = items.at(-1)
@@ -165,12 +170,15 @@ export class BalanceService {
     }
   }
 
-  /** Runs database work; a connection-level failure becomes DatabaseUnavailableError, anything else stays a bug. */
-  private async guard<T> (work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs database work; a connection-level failure becomes DatabaseUnavailableError (its message advises what is
+   * true for `request`: the keyless change is the default), anything else stays a bug.
+   */
+  private async guard<T> (work: () => Promise<T>, request: UnavailableRequest = 'keyless-write'): Promise<T> {
     try {
       return await work()
     } catch (error) {
-      if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(error)
+      if (isDatabaseUnavailable(error)) throw new DatabaseUnavailableError(error, request)
       throw error
     }
   }
