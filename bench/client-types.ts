@@ -12,7 +12,7 @@ import { createThrowawayDatabase } from '../db/throwaway-database.js'
  * PostgreSQL when unset), its document is read, and openapi-typescript turns it into TypeScript.
  * `npm run client:types` rewrites the file; test/client-types.test.ts regenerates it and fails when it differs, so a
  * route or schema changed without regenerating fails a test.
- * The document is taken with API_TOKENS set, so the write routes carry their 401 and the bearer scheme.
+ * The document is taken with API_TOKENS and API_READ_TOKENS set, so the routes carry their 401/403 and the bearer scheme.
  */
 export const CLIENT_TYPES_PATH = 'src/client/openapi.ts'
 
@@ -30,7 +30,8 @@ const HEADER = `/**
 export async function openapiDocument (): Promise<Record<string, unknown>> {
   const db = await createThrowawayDatabase('client-types')
   try {
-    const config = loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent', API_TOKENS: DOCUMENT_TOKEN, DB_POOL_MAX: '2' }, false)
+    // Read-only tokens too, so writes show their 403; DOCS_AUTH open so the document is read without a token.
+    const config = loadConfig({ DATABASE_URL: db.url, LOG_LEVEL: 'silent', API_TOKENS: DOCUMENT_TOKEN, API_READ_TOKENS: DOCUMENT_TOKEN, DOCS_AUTH: 'open', DB_POOL_MAX: '2' }, false)
     const app = await buildApp(config)
     try {
       const response = await app.inject('/docs/json')

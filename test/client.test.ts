@@ -1,4 +1,5 @@
 import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import t from 'tap'
@@ -12,6 +13,7 @@ import {
   DatabaseUnavailableError,
   IdempotencyKeyReusedError,
   InsufficientFundsError,
+  OverloadedError,
   UnauthorizedError,
   UserNotFoundError,
   ValidationError,
@@ -31,7 +33,7 @@ const FAST = { baseDelayMs: 5, maxDelayMs: 50 }
 
 /** Requests the service counted for one route and status. */
 async function served (app: FastifyInstance, method: string, route: string, status: number): Promise<number> {
-  const text = (await app.inject('/metrics')).body
+  const text = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).body
   const line = text.split('\n').find((l) => l.startsWith(`http_request_duration_seconds_count{method="${method}",route="${route}",status_code="${status}"}`))
   return line === undefined ? 0 : Number(line.split(' ').pop())
 }
@@ -140,11 +142,29 @@ t.test('every method against a running service (API_TOKENS set)', async (t) => {
     t.type(unauthorized, UnauthorizedError)
     t.match(unauthorized, { status: 401, code: 'UNAUTHORIZED' })
     t.equal(await served(app, 'POST', '/api/users', 401), before401 + 1, '401: one request')
-    t.equal((await anonymous.getUser(userId)).balance, 265, 'reads need no token')
+    t.type(await rejection(anonymous.getUser(userId)), UnauthorizedError, 'reads need a token too')
 
     for (const error of [funds, limit, missing, reused, same, unauthorized]) t.type(error, BalanceApiError)
     t.equal((await client.getUser(userId)).balance, 265, 'no refusal changed anything')
   })
+})
+
+t.test('503 OVERLOADED is retried (nothing was applied) and, when the bounds run out, an OverloadedError with Retry-After', async (t) => {
+  // A stand-in HTTP server that sheds every request, as the service does past its admission bounds.
+  let served = 0
+  const server = http.createServer((_request, response) => {
+    served += 1
+    response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' })
+    response.end(JSON.stringify({ statusCode: 503, code: 'OVERLOADED', error: 'Service Unavailable', message: 'The service is overloaded (queue full); nothing was applied, retry after 2 s' }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const client = new BalanceClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, retry: { maxAttempts: 2, ...FAST } })
+  const error = await rejection(client.changeBalance({ userId: 1, amount: -2 }))
+  t.type(error, OverloadedError)
+  t.match(error, { status: 503, code: 'OVERLOADED', retryAfterSeconds: 2, attempts: 2, stoppedBy: 'attempts' })
+  t.type(error, BalanceApiError)
+  t.equal(served, 2, 'retried once, as any 503')
 })
 
 t.test('retries stop at their bounds and say so: a base URL nobody listens on', async (t) => {

@@ -7,7 +7,7 @@ import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { testConfig } from './helper.js'
 
 const TOKEN = 'docs-test-token-0123456789'
-const WRITE_METHODS = new Set(['PATCH', 'POST', 'PUT', 'DELETE'])
+const OPEN_PROBES = new Set(['/api/health', '/api/health/live'])
 
 interface Route { method: string, url: string, schema: Record<string, unknown> | undefined }
 
@@ -29,7 +29,7 @@ for (const auth of [false, true]) {
     })
     t.teardown(async () => { await app.close() })
 
-    const res = await app.inject('/docs/json')
+    const res = await app.inject({ url: '/docs/json', headers: auth ? { authorization: `Bearer ${TOKEN}` } : {} })
     t.equal(res.statusCode, 200)
     const document = res.json() as OpenAPIV3_1.Document
     t.equal(document.openapi, '3.1.0')
@@ -50,14 +50,18 @@ for (const auth of [false, true]) {
       const statuses = Object.keys(responses)
       t.ok(statuses.some((status) => /^2\d\d$/.test(status)), `${name} documents a success`)
       t.ok(statuses.includes('500'), `${name} documents 500`)
+      for (const status of ['400', '408', '431']) t.ok(statuses.includes(status), `${name} documents ${status} (the HTTP layer's refusals)`)
+      if (route.schema?.body !== undefined) t.ok(statuses.includes('413') && statuses.includes('415'), `${name} takes a body, so documents 413 and 415`)
+      if (route.url.includes(':')) t.ok(statuses.includes('414'), `${name} has a path parameter, so documents 414`)
       for (const status of statuses) {
         t.ok((responses[status] as OpenAPIV3_1.ResponseObject).description !== 'Default Response', `${name} ${status} has a description`)
       }
       if (route.schema?.body !== undefined || route.schema?.params !== undefined || route.schema?.querystring !== undefined) {
         t.ok(statuses.includes('400'), `${name} takes input, so documents 400`)
       }
-      const write = WRITE_METHODS.has(route.method) && route.url.startsWith('/api/')
-      if (write && auth) {
+      // With tokens set: every /api route but the two probes, and /metrics (METRICS_AUTH defaults to token).
+      const guarded = (route.url.startsWith('/api/') && !OPEN_PROBES.has(route.url)) || route.url === '/metrics'
+      if (guarded && auth) {
         t.ok(statuses.includes('401'), `${name} documents 401`)
         t.same(operation.security, [{ bearerAuth: [] }], `${name} needs the bearer scheme`)
       } else {
@@ -72,6 +76,7 @@ for (const auth of [false, true]) {
     t.match(balance?.requestBody, { content: { 'application/json': { example: { userId: 1, amount: -2 } } } }, 'the body has an example')
     t.match(balance?.responses?.['409'], { content: { 'application/json': { example: { code: 'INSUFFICIENT_FUNDS' } } } })
     t.match(balance?.responses?.['503'], { content: { 'application/json': { example: { code: 'DB_UNAVAILABLE' } } } })
+    t.match(balance?.responses?.['503'], { headers: { 'Retry-After': { schema: { type: 'integer' } } } }, 'Retry-After (OVERLOADED) is documented')
   })
 }
 

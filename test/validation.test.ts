@@ -96,7 +96,7 @@ t.test('a number with a fraction or an exponent is a 400 INVALID_NUMBER, never r
   const second = await app.inject({ method: 'POST', url: '/api/users', payload: { balance: 10 } })
   t.equal(second.json().id, 2, 'a receiver for the transfers')
   const before = [await books(app, 1), await books(app, 2)]
-  const [{ n: usersBefore }] = await sql<{ n: string }>(app, 'SELECT count(*) AS n FROM users')
+  const usersBefore = (await sql<{ n: string }>(app, 'SELECT count(*) AS n FROM users'))[0]?.n
   for (const [route, payload, path, written] of writtenAsNonInteger) {
     const [method, url] = route.split(' ') as ['PATCH' | 'POST', string]
     const res = await app.inject({ method, url, payload, headers: JSON_TYPE })

@@ -320,7 +320,7 @@ export class BalanceClient {
       const stoppedBy = attempt >= policy.maxAttempts ? 'attempts' : now + delay >= deadline ? 'time' : signal?.aborted === true ? 'aborted' : undefined
       this.report(call, url, attempt, result.kind === 'answer' ? result.status : undefined, result.kind === 'answer' ? result.body : result.reason, now - sentAt, stoppedBy === undefined)
       if (stoppedBy !== undefined) {
-        if (result.kind === 'answer') throw apiError(result.status, (result.body ?? {}) as ErrorBody, false, summary(stoppedBy))
+        if (result.kind === 'answer') throw apiError(result.status, (result.body ?? {}) as ErrorBody, false, summary(stoppedBy), result.headers.get('retry-after'))
         throw new BalanceNetworkError(result.reason, url, summary(stoppedBy), result.error)
       }
       if (delay > 0) {

@@ -69,11 +69,14 @@ export class BalanceApiError extends BalanceClientError {
   }
 }
 
-/** 400 (FST_ERR_VALIDATION, SAME_USER_TRANSFER, INVALID_CURSOR, …), 413, 415: the request itself is wrong. Never retried. */
+/** 400 (FST_ERR_VALIDATION, INVALID_NUMBER, SAME_USER_TRANSFER, INVALID_CURSOR, …), 413, 414, 415: the request itself is wrong. Never retried. */
 export class ValidationError extends BalanceApiError {}
 
 /** 401 UNAUTHORIZED: API_TOKENS is set on the service and the client's `token` is missing or not one of them. */
 export class UnauthorizedError extends BalanceApiError {}
+
+/** 403 FORBIDDEN: the client's `token` is a read-only one (the service's API_READ_TOKENS) and the request writes. */
+export class ForbiddenError extends BalanceApiError {}
 
 /** 404 USER_NOT_FOUND. */
 export class UserNotFoundError extends BalanceApiError {}
@@ -106,6 +109,20 @@ export class BalanceLimitExceededError extends BalanceConflictError {}
  * again later with the same `idempotencyKey` to learn it (the service replays the committed result, or runs it once).
  */
 export class DatabaseUnavailableError extends BalanceApiError {}
+
+/**
+ * 503 OVERLOADED on every attempt until the retry bounds ran out: the service shed the request (a bounded queue was
+ * full or its deadline passed) and applied nothing, so sending it again later is safe with or without a key.
+ * `retryAfterSeconds` is the last answer's `Retry-After` (NaN when absent).
+ */
+export class OverloadedError extends BalanceApiError {
+  readonly retryAfterSeconds: number
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary, retryAfter?: string | null) {
+    super(status, body, replayed, summary)
+    this.retryAfterSeconds = retryAfter === undefined || retryAfter === null || !/^[0-9]+$/.test(retryAfter) ? Number.NaN : Number(retryAfter)
+  }
+}
 
 /**
  * No answer: every attempt failed to connect, lost its connection or timed out, on every base URL, until the retry
@@ -142,14 +159,17 @@ const BY_CODE: Record<string, ApiErrorClass> = {
   USER_NOT_FOUND: UserNotFoundError,
   IDEMPOTENCY_KEY_REUSED: IdempotencyKeyReusedError,
   UNAUTHORIZED: UnauthorizedError,
+  FORBIDDEN: ForbiddenError,
   DB_UNAVAILABLE: DatabaseUnavailableError,
 }
 
 /** The typed error for an error answer: by `code` first, then by status for the 400-family refusals. */
-export function apiError (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary): BalanceApiError {
+export function apiError (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary, retryAfter?: string | null): BalanceApiError {
+  if (body.code === 'OVERLOADED') return new OverloadedError(status, body, replayed, summary, retryAfter)
   const byCode = typeof body.code === 'string' ? BY_CODE[body.code] : undefined
   if (byCode !== undefined) return new byCode(status, body, replayed, summary)
-  if (status === 400 || status === 413 || status === 415) return new ValidationError(status, body, replayed, summary)
+  if (status === 400 || status === 413 || status === 414 || status === 415) return new ValidationError(status, body, replayed, summary)
   if (status === 401) return new UnauthorizedError(status, body, replayed, summary)
+  if (status === 403) return new ForbiddenError(status, body, replayed, summary)
   return new BalanceApiError(status, body, replayed, summary)
 }

@@ -96,7 +96,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -113,9 +113,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the tokens in API_TOKENS */
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
                 401: {
                     headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
                         [name: string]: unknown;
                     };
                     content: {
@@ -124,7 +126,24 @@ export interface paths {
                          *       "statusCode": 401,
                          *       "code": "UNAUTHORIZED",
                          *       "error": "Unauthorized",
-                         *       "message": "Writes need an \"Authorization: Bearer <token>\" header with a valid token"
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -142,6 +161,23 @@ export interface paths {
                          *       "code": "USER_NOT_FOUND",
                          *       "error": "Not Found",
                          *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -184,12 +220,63 @@ export interface paths {
                         };
                     };
                 };
+                /** @description FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "FST_ERR_CTP_BODY_TOO_LARGE",
+                         *       "error": "Payload Too Large",
+                         *       "message": "Request body is too large"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
                 /** @description An error */
                 422: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
@@ -210,9 +297,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
                 503: {
                     headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -269,6 +358,57 @@ export interface paths {
                             /** @description `ok` while the database answers */
                             status: "ok" | "error";
                         };
+                    };
+                };
+                /** @description HPE_* (or BAD_REQUEST): the request could not be read as HTTP (a malformed request line or header); the connection is closed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "HPE_INVALID_HEADER_TOKEN",
+                         *       "error": "Bad Request",
+                         *       "message": "Bad Request: the request could not be read as HTTP (HPE_INVALID_HEADER_TOKEN)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
                 /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
@@ -353,6 +493,57 @@ export interface paths {
                             /** @enum {string} */
                             status: "ok";
                         };
+                    };
+                };
+                /** @description HPE_* (or BAD_REQUEST): the request could not be read as HTTP (a malformed request line or header); the connection is closed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "HPE_INVALID_HEADER_TOKEN",
+                         *       "error": "Bad Request",
+                         *       "message": "Bad Request: the request could not be read as HTTP (HPE_INVALID_HEADER_TOKEN)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
                 /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
@@ -489,7 +680,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -506,9 +697,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the tokens in API_TOKENS */
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
                 401: {
                     headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
                         [name: string]: unknown;
                     };
                     content: {
@@ -517,7 +710,24 @@ export interface paths {
                          *       "statusCode": 401,
                          *       "code": "UNAUTHORIZED",
                          *       "error": "Unauthorized",
-                         *       "message": "Writes need an \"Authorization: Bearer <token>\" header with a valid token"
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -535,6 +745,23 @@ export interface paths {
                          *       "code": "USER_NOT_FOUND",
                          *       "error": "Not Found",
                          *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -577,12 +804,63 @@ export interface paths {
                         };
                     };
                 };
+                /** @description FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "FST_ERR_CTP_BODY_TOO_LARGE",
+                         *       "error": "Payload Too Large",
+                         *       "message": "Request body is too large"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
                 /** @description An error */
                 422: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
@@ -603,9 +881,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
                 503: {
                     headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -705,7 +985,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -722,9 +1002,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the tokens in API_TOKENS */
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
                 401: {
                     headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
                         [name: string]: unknown;
                     };
                     content: {
@@ -733,7 +1015,75 @@ export interface paths {
                          *       "statusCode": 401,
                          *       "code": "UNAUTHORIZED",
                          *       "error": "Unauthorized",
-                         *       "message": "Writes need an \"Authorization: Bearer <token>\" header with a valid token"
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "FST_ERR_CTP_BODY_TOO_LARGE",
+                         *       "error": "Payload Too Large",
+                         *       "message": "Request body is too large"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -745,6 +1095,23 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
@@ -765,9 +1132,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
                 503: {
                     headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -854,7 +1223,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -866,6 +1235,25 @@ export interface paths {
                          *       "code": "FST_ERR_VALIDATION",
                          *       "error": "Bad Request",
                          *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -888,6 +1276,57 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
                 /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
                 500: {
                     headers: {
@@ -905,9 +1344,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
                 503: {
                     headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -996,7 +1437,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1008,6 +1449,25 @@ export interface paths {
                          *       "code": "FST_ERR_VALIDATION",
                          *       "error": "Bad Request",
                          *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
@@ -1030,6 +1490,57 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
                 /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
                 500: {
                     headers: {
@@ -1047,9 +1558,11 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
                 503: {
                     headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
                         [name: string]: unknown;
                     };
                     content: {
@@ -1101,6 +1614,76 @@ export interface paths {
                     };
                     content: {
                         "text/plain": string;
+                    };
+                };
+                /** @description HPE_* (or BAD_REQUEST): the request could not be read as HTTP (a malformed request line or header); the connection is closed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "HPE_INVALID_HEADER_TOKEN",
+                         *       "error": "Bad Request",
+                         *       "message": "Bad Request: the request could not be read as HTTP (HPE_INVALID_HEADER_TOKEN)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
                 /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */

@@ -1,7 +1,9 @@
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import type { RouteOptions } from 'fastify'
 import { SECURITY_SCHEME } from './auth.js'
+import { bodyErrors, pathErrors, transportErrors, unreadableRequest } from '../schemas/common.js'
 
 export const DOCS_PREFIX = '/docs'
 
@@ -10,17 +12,38 @@ export const DOCS_PREFIX = '/docs'
  * (register it before the routes), at /docs/json, with Swagger UI at /docs. Shared schemas (addSchema with a $id,
  * such as ErrorResponse) become components named by their $id.
  */
+/**
+ * Adds the answers a route gives before its own code runs, so that the document lists every status the service
+ * sends: the HTTP layer's 400/408/431 on every route, 413/415 where a body is taken, 414 where a path has a parameter.
+ * A response the route already describes (its own 400) is kept.
+ */
+export function documentFrameworkAnswers (route: RouteOptions): void {
+  const schema = route.schema
+  if (schema === undefined || schema.hide === true) return
+  const response = (schema.response ?? {}) as Record<string, unknown>
+  schema.response = {
+    400: unreadableRequest,
+    ...transportErrors,
+    ...(schema.body === undefined ? {} : bodyErrors),
+    ...(route.url.includes(':') ? pathErrors : {}),
+    ...response,
+  }
+}
+
 export default fp(async function docs (fastify) {
-  // The bearer scheme is shown (and applied to write routes by the auth plugin) only when API_TOKENS is set.
-  const securitySchemes: Record<string, { type: 'http', scheme: string, description: string }> = fastify.config.API_TOKENS === undefined
-    ? {}
-    : {
+  // The bearer scheme is shown (and applied to the routes that need it by the auth plugin) only when tokens are set.
+  const tokensSet = fastify.config.API_TOKENS !== undefined || fastify.config.API_READ_TOKENS !== undefined
+  const securitySchemes: Record<string, { type: 'http', scheme: string, description: string }> = tokensSet
+    ? {
         [SECURITY_SCHEME]: {
           type: 'http',
           scheme: 'bearer',
-          description: 'One of the tokens in API_TOKENS; needed for PATCH/POST/PUT/DELETE under /api',
+          description: 'One of API_TOKENS (read and write) or API_READ_TOKENS (GET only); needed on every route under /api ' +
+            'but the health probes, and on /metrics and /docs unless METRICS_AUTH / DOCS_AUTH are `open`',
         },
       }
+    : {}
+  fastify.addHook('onRoute', documentFrameworkAnswers)
   await fastify.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -55,7 +55,9 @@ export function errorResponse (description: string, example: { statusCode: numbe
 
 /** 400 for anything the request got wrong: malformed JSON, missing, extra or mistyped fields. */
 export const badRequest = errorResponse(
-  'FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range',
+  'FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; ' +
+    'INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); ' +
+    'SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP',
   { statusCode: 400, code: 'FST_ERR_VALIDATION', error: 'Bad Request', message: 'body/amount must be integer' },
 )
 
@@ -64,16 +66,65 @@ export const userNotFound = errorResponse(
   { statusCode: 404, code: 'USER_NOT_FOUND', error: 'Not Found', message: 'User 42 does not exist' },
 )
 
+/** Retry-After on a 503 OVERLOADED: seconds to wait before the retry (absent on DB_UNAVAILABLE). */
+const RETRY_AFTER = { type: 'integer', minimum: 0, description: 'With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE)' }
+
 /** The error responses every database-backed route can give, for its schema's `response` map. */
 export const commonErrors = {
   500: errorResponse(
     'INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server',
     { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' },
   ),
-  503: errorResponse(
-    'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; retry with the same Idempotency-Key to learn the outcome. ' +
-      'OVERLOADED (with `Retry-After`): a bounded queue was full or the request\'s deadline passed; nothing was applied',
-    { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message: 'The database is unavailable; retry with the same Idempotency-Key to learn the outcome' },
+  503: {
+    ...errorResponse(
+      'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for ' +
+        'the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one ' +
+        'may or may not have been applied (look at the user\'s transactions before sending it again), a read changed nothing. ' +
+        'OVERLOADED (with `Retry-After`): a bounded queue was full or the request\'s deadline passed; nothing was applied',
+      { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message: 'The database is unavailable; retry with the same Idempotency-Key to learn the outcome' },
+    ),
+    headers: { 'Retry-After': RETRY_AFTER },
+  },
+}
+
+/**
+ * Answers any route can give before its handler runs, whatever it is: the HTTP layer's own refusals
+ * (src/client-error.ts), which carry Node's code.
+ */
+export const transportErrors = {
+  408: errorResponse(
+    'ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server\'s limits to arrive; the connection is closed',
+    { statusCode: 408, code: 'ERR_HTTP_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)' },
+  ),
+  431: errorResponse(
+    'HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed',
+    { statusCode: 431, code: 'HPE_HEADER_OVERFLOW', error: 'Request Header Fields Too Large', message: 'Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)' },
+  ),
+}
+
+/** A 400 for a route that takes no input: only a request that is not readable HTTP gets one. */
+export const unreadableRequest = errorResponse(
+  'HPE_* (or BAD_REQUEST): the request could not be read as HTTP (a malformed request line or header); the connection is closed',
+  { statusCode: 400, code: 'HPE_INVALID_HEADER_TOKEN', error: 'Bad Request', message: 'Bad Request: the request could not be read as HTTP (HPE_INVALID_HEADER_TOKEN)' },
+)
+
+/** Answers of a route that takes a body, before it is parsed. */
+export const bodyErrors = {
+  413: errorResponse(
+    'FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB',
+    { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE', error: 'Payload Too Large', message: 'Request body is too large' },
+  ),
+  415: errorResponse(
+    'FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json`',
+    { statusCode: 415, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', error: 'Unsupported Media Type', message: 'Unsupported Media Type' },
+  ),
+}
+
+/** Answers of a route with a path parameter that the router refuses before the route runs. */
+export const pathErrors = {
+  414: errorResponse(
+    'FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters',
+    { statusCode: 414, code: 'FST_ERR_MAX_PARAM_LENGTH', error: 'URI Too Long', message: 'maxParamLength limit exceeded' },
   ),
 }
 export { errorRef }
