@@ -32,9 +32,9 @@ const bodies: Array<[string, unknown]> = [
 
 const cases: Case[] = [
   ...bodies.map(([name, body]) => ({ name, payload: JSON.stringify(body), status: 400, code: 'FST_ERR_VALIDATION' })),
-  { name: 'amount float', payload: '{"userId":1,"amount":1.5}', status: 400, code: 'INVALID_NUMBER' },
-  { name: 'amount 1e300', payload: '{"userId":1,"amount":1e+300}', status: 400, code: 'INVALID_NUMBER' },
-  { name: 'userId float', payload: '{"userId":1.5,"amount":5}', status: 400, code: 'INVALID_NUMBER' },
+  { name: 'amount float', payload: '{"userId":1,"amount":1.5}', status: 400, code: 'FST_ERR_VALIDATION' },
+  { name: 'amount 1e300', payload: '{"userId":1,"amount":1e+300}', status: 400, code: 'FST_ERR_VALIDATION' },
+  { name: 'userId float', payload: '{"userId":1.5,"amount":5}', status: 400, code: 'FST_ERR_VALIDATION' },
   { name: 'malformed JSON', payload: '{"userId":1,', status: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' },
   { name: 'empty body with JSON content type', payload: '', status: 400, code: 'FST_ERR_CTP_EMPTY_JSON_BODY' },
   { name: 'prototype poisoning', payload: '{"userId":1,"amount":5,"__proto__":{"x":1}}', status: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' },
@@ -91,7 +91,7 @@ const writtenAsNonInteger: Array<[string, string, string, string]> = [
   ['POST /api/transfers', '{"fromUserId":1,"toUserId":2,"amount":0.99999999999999999}', 'body/amount', '0.99999999999999999'],
 ]
 
-t.test('a number with a fraction or an exponent is a 400 INVALID_NUMBER, never rounded into an integer; nothing is written', async (t) => {
+t.test('a number with a fraction or an exponent is a 400 naming it, never rounded into an integer; nothing is written', async (t) => {
   const { app } = await build(t)
   const second = await app.inject({ method: 'POST', url: '/api/users', payload: { balance: 10 } })
   t.equal(second.json().id, 2, 'a receiver for the transfers')
@@ -103,7 +103,7 @@ t.test('a number with a fraction or an exponent is a 400 INVALID_NUMBER, never r
     t.equal(res.statusCode, 400, `${route} ${payload}: status`)
     t.same(res.json(), {
       statusCode: 400,
-      code: 'INVALID_NUMBER',
+      code: 'FST_ERR_VALIDATION',
       error: 'Bad Request',
       message: `${path} must be an integer written without a fraction or an exponent (got ${written})`,
     }, `${route} ${payload}: body`)
@@ -125,7 +125,7 @@ t.test('exact integers pass the parser; strings that look like fractions are lef
   for (const payload of ['{"userId":1,"amount":5,"note":"1.5"}', '{"note":"a\\"1.5e3","userId":1,"amount":5}', '{"1.5":2.5e}']) {
     const res = await app.inject({ method: 'PATCH', url: '/api/balance', payload, headers: JSON_TYPE })
     t.equal(res.statusCode, 400, payload)
-    t.not(res.json().code, 'INVALID_NUMBER', `${payload}: not judged as a number (${res.json().code as string})`)
+    t.notMatch(res.json().message, /fraction or an exponent/, `${payload}: not judged as a number (${res.json().message as string})`)
   }
   t.same(await books(app, 1), { balance: 9990, journalSum: 9990, entries: 2 }, 'only the valid change was applied')
 })

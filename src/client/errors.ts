@@ -69,7 +69,7 @@ export class BalanceApiError extends BalanceClientError {
   }
 }
 
-/** 400 (FST_ERR_VALIDATION, INVALID_NUMBER, SAME_USER_TRANSFER, INVALID_CURSOR, …), 413, 414, 415: the request itself is wrong. Never retried. */
+/** 400 (FST_ERR_VALIDATION, SAME_USER_TRANSFER, INVALID_CURSOR, …), 413, 414, 415: the request itself is wrong. Never retried. */
 export class ValidationError extends BalanceApiError {}
 
 /** 401 UNAUTHORIZED: API_TOKENS is set on the service and the client's `token` is missing or not one of them. */

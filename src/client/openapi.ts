@@ -96,7 +96,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -680,7 +680,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -985,7 +985,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1223,7 +1223,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -1437,7 +1437,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
                 400: {
                     headers: {
                         [name: string]: unknown;

@@ -8,7 +8,8 @@ import type { FastifyRequest } from 'fastify'
  */
 export class InvalidNumberError extends Error {
   readonly statusCode = 400
-  readonly code = 'INVALID_NUMBER'
+  // The code of every other "wrong type" refusal, so that clients branching on it need nothing new.
+  readonly code = 'FST_ERR_VALIDATION'
   constructor (readonly path: string, readonly written: string) {
     super(`${path} must be an integer written without a fraction or an exponent (got ${written})`)
   }
@@ -70,7 +71,8 @@ export function findNonIntegerNumber (text: string): { path: string, written: st
 /**
  * Replaces Fastify's application/json parser with one that judges integers as written: Fastify's own parser first
  * (the same errors for an empty or malformed body, the same refusal of `__proto__` and `constructor` keys), then
- * the raw text is scanned for a number with a fraction or an exponent (400 INVALID_NUMBER).
+ * the raw text is scanned for a number with a fraction or an exponent (400 FST_ERR_VALIDATION, the message naming
+ * the field and the number as written).
  */
 export default fp(async function jsonBody (fastify) {
   const parseJson = fastify.getDefaultJsonParser('error', 'error')

@@ -56,7 +56,7 @@ export function errorResponse (description: string, example: { statusCode: numbe
 /** 400 for anything the request got wrong: malformed JSON, missing, extra or mistyped fields. */
 export const badRequest = errorResponse(
   'FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; ' +
-    'INVALID_NUMBER: a number written with a fraction or an exponent (integers are judged as written); ' +
+    'a number written with a fraction or an exponent (integers are judged as written, never rounded); ' +
     'SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP',
   { statusCode: 400, code: 'FST_ERR_VALIDATION', error: 'Bad Request', message: 'body/amount must be integer' },
 )
