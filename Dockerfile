@@ -25,6 +25,6 @@ USER node
 EXPOSE 3000
 # Healthy while the service answers and reaches PostgreSQL.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/api/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const t=(process.env.API_TOKENS||process.env.API_READ_TOKENS||'').split(',')[0];fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/api/health',{headers:t?{authorization:'Bearer '+t}:{}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node directly (no npm/sh in between), so SIGTERM reaches the graceful close.
 CMD ["node", "dist/src/server.js"]

@@ -63,7 +63,7 @@ export const EnvSchema = Type.Object({
   API_TOKENS: Type.Optional(Type.String({
     pattern: TOKEN_LIST,
     description: 'Comma-separated bearer tokens (16+ visible ASCII characters each) that may read and write; ' +
-      'set (or API_READ_TOKENS set), every route under /api but the health probes needs a token',
+      'set (or API_READ_TOKENS set), every route under /api but the liveness probe needs a token',
   })),
   API_READ_TOKENS: Type.Optional(Type.String({
     pattern: TOKEN_LIST,

@@ -32,6 +32,7 @@ t.test('a read-only token reads; its writes are ForbiddenError; no token is Unau
   t.type(unauthorized, UnauthorizedError)
   t.match(unauthorized, { status: 401, code: 'UNAUTHORIZED', attempts: 1 })
   t.same(await anonymous.live(), { status: 'ok' }, 'the liveness probe needs no token')
-  t.same(await anonymous.health(), { status: 'ok', db: 'up' }, 'nor the readiness probe')
+  t.match(await rejection(anonymous.health()), { status: 401, code: 'UNAUTHORIZED' }, 'the readiness check does')
+  t.same(await reader.health(), { status: 'ok', db: 'up' }, 'a read-only token may ask it')
   t.same(await books(app, 1), before, 'nothing changed')
 })

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { loadConfig } from '../src/config.js'
 import { build, books } from './helper.js'
 
-// With tokens set, every route under /api but the two health probes needs a bearer token, reads included
+// With tokens set, every route under /api but the liveness probe needs a bearer token, reads included
 // (balances, histories and other clients' Idempotency-Keys are not public); /metrics and /docs by their own switch.
 const WRITE = 'auth-write-token-0123456789'
 const OTHER_WRITE = 'auth-other-token-9876543210'
@@ -16,6 +16,7 @@ const reads: Call[] = [
   { method: 'GET', url: '/api/users/1/transactions' },
   { method: 'GET', url: '/api/users/999' },
   { method: 'GET', url: '/api/no-such-route' },
+  { method: 'GET', url: '/api/health' },
 ]
 const writes: Call[] = [
   { method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -2 } },
@@ -23,7 +24,7 @@ const writes: Call[] = [
   { method: 'POST', url: '/api/transfers', payload: { fromUserId: 1, toUserId: 2, amount: 1 } },
   { method: 'POST', url: '/api/route-added-later', payload: {} },
 ]
-const probes: Call[] = [{ method: 'GET', url: '/api/health' }, { method: 'GET', url: '/api/health/live' }]
+const probes: Call[] = [{ method: 'GET', url: '/api/health/live' }]
 const operations: Call[] = [{ method: 'GET', url: '/metrics' }, { method: 'GET', url: '/docs/json' }, { method: 'GET', url: '/docs/yaml' }]
 
 const UNAUTHORIZED = {
@@ -65,7 +66,7 @@ t.test('tokens unset: no route asks for one', async (t) => {
   }
 })
 
-t.test('tokens set: every /api route but the probes needs one; reads included; nothing changes without one', async (t) => {
+t.test('tokens set: every /api route but the liveness probe needs one; reads included; nothing changes without one', async (t) => {
   const { app } = await build(t, { env: { API_TOKENS: `${WRITE},${OTHER_WRITE}`, API_READ_TOKENS: READ } })
   await secondUser(app, WRITE)
   const before = await books(app, 1)
@@ -87,7 +88,7 @@ t.test('tokens set: every /api route but the probes needs one; reads included; n
   }
   const badJson = await app.inject({ method: 'PATCH', url: '/api/balance', payload: '{', headers: { 'content-type': 'application/json' } })
   t.equal(badJson.statusCode, 401, 'checked before the body is parsed')
-  for (const call of probes) t.equal((await send(app, call)).status, 200, `${call.url} stays open (probes reveal only up/down)`)
+  for (const call of probes) t.equal((await send(app, call)).status, 200, `${call.url} stays open (the liveness probe says only that the process runs)`)
   t.same(await books(app, 1), before, 'no refused request changed anything')
 
   t.same((await send(app, reads[0]!, WRITE)).status, 200, 'a read with a read-write token')

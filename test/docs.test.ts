@@ -7,7 +7,7 @@ import { createThrowawayDatabase } from '../db/throwaway-database.js'
 import { testConfig } from './helper.js'
 
 const TOKEN = 'docs-test-token-0123456789'
-const OPEN_PROBES = new Set(['/api/health', '/api/health/live'])
+const OPEN_PROBES = new Set(['/api/health/live'])
 
 interface Route { method: string, url: string, schema: Record<string, unknown> | undefined }
 
@@ -59,7 +59,7 @@ for (const auth of [false, true]) {
       if (route.schema?.body !== undefined || route.schema?.params !== undefined || route.schema?.querystring !== undefined) {
         t.ok(statuses.includes('400'), `${name} takes input, so documents 400`)
       }
-      // With tokens set: every /api route but the two probes, and /metrics (METRICS_AUTH defaults to token).
+      // With tokens set: every /api route but the liveness probe, and /metrics (METRICS_AUTH defaults to token).
       const guarded = (route.url.startsWith('/api/') && !OPEN_PROBES.has(route.url)) || route.url === '/metrics'
       if (guarded && auth) {
         t.ok(statuses.includes('401'), `${name} documents 401`)

@@ -48,7 +48,8 @@ const BIG = JSON.stringify({ pad: 'x'.repeat(5000) })
 
 /** Answers with the database up. */
 const upCalls: Call[] = [
-  { operation: HEALTH, url: '/api/health', expect: 200 },
+  { operation: HEALTH, url: '/api/health', headers: R, expect: 200 },
+  { operation: HEALTH, url: '/api/health', expect: 401 },
   { operation: LIVE, url: '/api/health/live', expect: 200 },
   { operation: METRICS, url: '/metrics', headers: R, expect: 200 },
   { operation: METRICS, url: '/metrics', expect: 401 },
@@ -102,7 +103,7 @@ const upCalls: Call[] = [
 
 /** Answers while PostgreSQL cannot be reached. */
 const downCalls: Call[] = [
-  { operation: HEALTH, url: '/api/health', expect: 503 },
+  { operation: HEALTH, url: '/api/health', headers: R, expect: 503 },
   { operation: BALANCE, url: '/api/balance', payload: { userId: 1, amount: -2 }, headers: W, expect: 503 },
   { operation: BALANCE, url: '/api/balance', payload: { userId: 1, amount: -2 }, headers: { ...W, 'idempotency-key': 'doc-down-1' }, expect: 503 },
   { operation: USERS, url: '/api/users', payload: { balance: 1 }, headers: W, expect: 503 },
@@ -221,7 +222,7 @@ t.test('every answer of every route, errors included, is described by the OpenAP
   await proxy.restore()
 
   t.same(Object.fromEntries([...statuses].map(([key, set]) => [key, [...set].sort()])), {
-    'get /api/health': [200, 431, 503],
+    'get /api/health': [200, 401, 431, 503],
     'get /api/health/live': [200, 431],
     'get /metrics': [200, 401, 431],
     'patch /api/balance': [200, 400, 401, 403, 404, 409, 413, 415, 422, 431, 503],

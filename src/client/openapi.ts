@@ -377,6 +377,25 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
                 /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
                 408: {
                     headers: {

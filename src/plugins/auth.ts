@@ -11,10 +11,11 @@ const API_PREFIX = '/api'
 const DOCS_PREFIX = '/docs'
 const METRICS_PATH = '/metrics'
 /**
- * The probes stay open: orchestrators, load balancers and the Docker HEALTHCHECK call them without credentials,
- * and they tell only whether the process and its database are up, nothing about users or money.
+ * Only the liveness probe stays open: an orchestrator restarts a process that stops answering it, and it says
+ * nothing but "this process runs". The readiness check (/api/health) says whether the database is up, which is the
+ * operator's business: a readiness probe sends a token like any client (the Docker HEALTHCHECK sends the first one).
  */
-const OPEN_API_PATHS = new Set(['/api/health', '/api/health/live'])
+const OPEN_API_PATHS = new Set(['/api/health/live'])
 export const SECURITY_SCHEME = 'bearerAuth'
 const BEARER = /^Bearer +(\S+) *$/i
 const UNAUTHORIZED_MESSAGE = 'This route needs an "Authorization: Bearer <token>" header with a valid token'
@@ -63,7 +64,7 @@ export interface AuthPolicy {
   needsToken: (path: string) => boolean
 }
 
-/** Which paths need a token, from the configuration: every /api route but the probes, /metrics and /docs by switch. */
+/** Which paths need a token, from the configuration: every /api route but the liveness probe, /metrics and /docs by switch. */
 export function authPolicy (config: Pick<Config, 'METRICS_AUTH' | 'DOCS_AUTH'>): AuthPolicy {
   return {
     needsToken (url) {
@@ -93,7 +94,7 @@ function documentSecurity (route: RouteOptions, readTokensSet: boolean): void {
 
 /**
  * Optional bearer-token auth. With API_TOKENS (read and write) or API_READ_TOKENS (GET/HEAD only) set, every route
- * under /api but the two health probes needs `Authorization: Bearer <token>` (401 UNAUTHORIZED otherwise, before the
+ * under /api but the liveness probe needs `Authorization: Bearer <token>` (401 UNAUTHORIZED otherwise, before the
  * body is even parsed), and so do /metrics and /docs unless METRICS_AUTH / DOCS_AUTH say `open`. A read-only token
  * on a write is 403 FORBIDDEN. Tokens are compared as SHA-256 digests (equal length) with timingSafeEqual, against
  * every configured token, so the time does not depend on which token or how much of it matched.
@@ -104,7 +105,7 @@ export default fp(async function auth (fastify) {
   const readDigests = tokenDigests(fastify.config.API_READ_TOKENS)
   if (writeDigests.length + readDigests.length === 0) return
   const policy = authPolicy(fastify.config)
-  fastify.log.info({ tokens: writeDigests.length, readTokens: readDigests.length }, 'routes under /api (but the health probes) need a bearer token')
+  fastify.log.info({ tokens: writeDigests.length, readTokens: readDigests.length }, 'routes under /api (but the liveness probe) need a bearer token')
 
   // Documents the requirement on every protected route, including those registered by later plugins (/metrics).
   fastify.addHook('onRoute', (route) => {

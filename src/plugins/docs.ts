@@ -39,7 +39,7 @@ export default fp(async function docs (fastify) {
           type: 'http',
           scheme: 'bearer',
           description: 'One of API_TOKENS (read and write) or API_READ_TOKENS (GET only); needed on every route under /api ' +
-            'but the health probes, and on /metrics and /docs unless METRICS_AUTH / DOCS_AUTH are `open`',
+            'but the liveness probe, and on /metrics and /docs unless METRICS_AUTH / DOCS_AUTH are `open`',
         },
       }
     : {}
