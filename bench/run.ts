@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import pg from 'pg'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
 import type { StrategyName } from '../src/config.js'
-import type { BatchLock } from '../src/strategies/batch.js'
+import type { BatchLock } from '../src/strategies/types.js'
 import {
   BURST_USER, balanceOf, balancePerCommit, batchLoad, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants,
   journalCount, perCommitLoad, resetBalance, settledJournalCount, type DatabaseLoadOutcome, type Fixtures,
