@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
-import { CLIENT_TYPES_PATH, generateClientTypes, readCommittedClientTypes } from '../bench/client-types.js'
+import { CLIENT_TYPES_PATH, generateClientTypes, readCommittedClientTypes } from '../src/tooling/generate-client-types.js'
 
 /**
  * The client's types are the service's OpenAPI document (issue 12): src/client/openapi.ts must be exactly what

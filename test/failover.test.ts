@@ -34,7 +34,7 @@ t.test('primary node killed under keyed load: nothing acknowledged lost, every k
   }
   if (!haveSystemTools(t, HA_TOOLS)) return
   // Loaded here, so a skipped run does not count the topology's code as uncovered.
-  const { parseArgs, runSoak } = await import('../bench/soak.js')
+  const { parseArgs, runSoak } = await import('../reliability/soak.js')
   // One kill, 12 s into the load; then the load goes on through the failover and after it.
   const summary = await runSoak({
     ...parseArgs(['--ha', '--pooler', pooler, '--seconds', String(LOAD_SECONDS), '--kill-primary-every-ms', String(KILL_AFTER_MS), '--max-primary-kills', '1',
