@@ -5,7 +5,8 @@ import { MAX_BALANCE, MIN_BALANCE } from '../src/domain/money.js'
 import { ADVISORY_CHANGE_SQL } from '../src/strategies/advisory.js'
 import { ATOMIC_CHANGE_SQL, ATOMIC_DECIDE_SQL } from '../src/strategies/atomic.js'
 import { ROW_LOCK_CHANGE_SQL } from '../src/strategies/row-lock.js'
-import { BATCH_CHANGE_SQL, type BatchLock } from '../src/strategies/batch.js'
+import { BATCH_CHANGE_SQL } from '../src/strategies/batch.js'
+import type { BatchLock } from '../src/strategies/types.js'
 
 /** The user the burst empties (seeded by the service's own seeder). */
 export const BURST_USER = 1

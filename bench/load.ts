@@ -13,7 +13,7 @@ export interface BurstOutcome {
 const BURST_TIMEOUT_MS = 300_000
 
 /**
- * test/support/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each.
+ * bench/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each.
  * With `keyPrefix`, request i carries the Idempotency-Key `<keyPrefix>-<i>` (the keyed seed burst).
  */
 export async function burst (url: string, count: number, body: unknown, keyPrefix?: string): Promise<BurstOutcome> {

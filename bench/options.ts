@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import path from 'node:path'
 import type { StrategyName } from '../src/config.js'
 import { strategyNames } from '../src/strategies/index.js'
-import { projectRoot } from './paths.js'
+import { projectRoot } from '../src/tooling/project-root.js'
 
 /**
  * ceilings: the database alone (one commit per change, and the batch SQL at several batch sizes), no HTTP;

@@ -1,9 +1,8 @@
-import path from 'node:path'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
-import { startPgBouncer } from '../test/support/pgbouncer.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
+import { startPgBouncer } from '../src/tooling/pgbouncer.js'
+import { startChildServer, type ChildServer } from '../src/tooling/processes.js'
+import { serverScript } from '../src/tooling/project-root.js'
 import { load, type LoadOutcome } from './load.js'
-import { startChildServer, type ChildServer } from './processes.js'
-import { projectRoot } from './paths.js'
 
 /**
  * Hot-row req/s of the built service connected directly vs behind PgBouncer 1.18 (transaction mode), measured side
@@ -16,12 +15,11 @@ const [rounds = 3, seconds = 10, connections = 100] = process.argv.slice(2).map(
 const db = await createThrowawayDatabase('pgb_bench')
 const target = new URL(db.url)
 const bouncer = await startPgBouncer({ host: target.hostname, port: Number(target.port), poolSize: 10 })
-const script = path.join(projectRoot, 'dist/src/server.js')
 const servers: ChildServer[] = []
 try {
   const common = { LOG_LEVEL: 'warn', METRICS_ENABLED: 'false' }
-  servers.push(await startChildServer('direct', script, { ...common, DATABASE_URL: db.url, DB_POOLER: 'none' }))
-  servers.push(await startChildServer('pgbouncer', script, { ...common, DATABASE_URL: bouncer.via(db.url), DB_POOLER: 'pgbouncer-transaction' }))
+  servers.push(await startChildServer('direct', serverScript, { ...common, DATABASE_URL: db.url, DB_POOLER: 'none' }))
+  servers.push(await startChildServer('pgbouncer', serverScript, { ...common, DATABASE_URL: bouncer.via(db.url), DB_POOLER: 'pgbouncer-transaction' }))
   const results: Record<string, LoadOutcome[]> = { direct: [], pgbouncer: [] }
   await load({ url: servers[0]!.url, connections, seconds: 2, body: () => ({ userId: 1, amount: 1 }) }) // warm-up
   await load({ url: servers[1]!.url, connections, seconds: 2, body: () => ({ userId: 1, amount: 1 }) })

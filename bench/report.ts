@@ -4,7 +4,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { StrategyName } from '../src/config.js'
 import { scenarioNames, type GroupCommitMode, type ScenarioName } from './options.js'
-import { projectRoot } from './paths.js'
+import { projectRoot } from '../src/tooling/project-root.js'
 import { serviceKey, spread, targetKey, type BenchResult, type ScenarioResult, type Spread, type TargetResult } from './results.js'
 import { barChart, formatNumber, type Bar } from './svg.js'
 
@@ -368,7 +368,7 @@ function methodSection (result: BenchResult): string {
       'bound to `[userId, amount, MIN_BALANCE, MAX_BALANCE]`) as a named prepared statement, through a `pg.Pool` of the same size, no HTTP, no ORM; for a refused atomic change ' +
       'also the second read the strategy makes. Burst: all calls issued at once; loads: as many async workers as autocannon has connections.',
     '- **Database ceilings** (per-commit and batched): on a throwaway database of their own (migrated by booting the service once), see their section.',
-    '- **Bursts**: `test/support/burst-client.mjs` in its own process (one fresh socket per request; for the keyed burst request i carries `Idempotency-Key: <prefix>-<i>` with a prefix new to each measurement). Peak RSS: the server\'s VmHWM after a reset ' +
+    '- **Bursts**: `bench/burst-client.mjs` in its own process (one fresh socket per request; for the keyed burst request i carries `Idempotency-Key: <prefix>-<i>` with a prefix new to each measurement). Peak RSS: the server\'s VmHWM after a reset ' +
       '(`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples; CPU: utime + stime from `/proc/<pid>/stat` over the measurement.',
     '- **Loads**: autocannon (programmatic API), keep-alive connections; req/s = responses ÷ duration. Requests still in flight when a load stops ' +
       'may commit after it counted, so the journal check allows at most one extra entry per connection.',

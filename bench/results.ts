@@ -1,5 +1,5 @@
 import type { StrategyName } from '../src/config.js'
-import type { BatchLock } from '../src/strategies/batch.js'
+import type { BatchLock } from '../src/strategies/types.js'
 import type { GroupCommitMode, ScenarioName } from './options.js'
 
 /**

@@ -4,9 +4,9 @@ import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import pg from 'pg'
-import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import type { StrategyName } from '../src/config.js'
-import type { BatchLock } from '../src/strategies/batch.js'
+import type { BatchLock } from '../src/strategies/types.js'
 import {
   BURST_USER, balanceOf, balancePerCommit, batchLoad, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants,
   journalCount, perCommitLoad, resetBalance, settledJournalCount, type DatabaseLoadOutcome, type Fixtures,
@@ -14,8 +14,9 @@ import {
 import { burst, load, type BurstOutcome, type LoadOutcome } from './load.js'
 import { batchStats, scrapeBatchMetrics, type BatchSnapshot, type BatchStats } from './metrics.js'
 import { parseOptions, usage, type BenchOptions, type GroupCommitMode, type ScenarioName } from './options.js'
-import { floorScript, projectRoot, serverScript } from './paths.js'
-import { startChildServer, watchProcess, type ChildServer, type ProcessUsage } from './processes.js'
+import { floorScript } from './paths.js'
+import { startChildServer, watchProcess, type ChildServer, type ProcessUsage } from '../src/tooling/processes.js'
+import { projectRoot, serverScript } from '../src/tooling/project-root.js'
 import { Progress, formatSeconds } from './progress.js'
 import { writeOutputs, type WrittenFiles } from './report.js'
 import {

@@ -11,5 +11,5 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage > reliability/fuzz-last.log 2>&1
   echo "fuzz exit $?"
 fi
-node dist/bench/reliability-report.js
+node dist/reliability/reliability-report.js
 echo "report exit $?"

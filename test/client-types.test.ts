@@ -1,10 +1,10 @@
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import t from 'tap'
-import { CLIENT_TYPES_PATH, generateClientTypes, readCommittedClientTypes } from '../bench/client-types.js'
+import { CLIENT_TYPES_PATH, generateClientTypes, readCommittedClientTypes } from '../src/tooling/generate-client-types.js'
 
 /**
- * The client's types are the service's OpenAPI document (issue 12): src/client/openapi.ts must be exactly what
+ * The client's types are the service's OpenAPI document: src/client/openapi.ts must be exactly what
  * `npm run client:types` makes from the document the service serves now. A route or schema changed without
  * regenerating fails here; a route regenerated without a client method fails the typecheck (ROUTE_METHODS).
  */

@@ -7,7 +7,7 @@ import { buildApp } from '../src/app.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js'
 import { books, testConfig } from './helper.js'
 import { haveSystemTools } from './support/system-tool.js'
-import { PGBOUNCER, startPgBouncer } from './support/pgbouncer.js'
+import { PGBOUNCER, startPgBouncer } from '../src/tooling/pgbouncer.js'
 import { behindPgBouncer, send, type Answer } from './support/behind-pgbouncer.js'
 
 // Every database failure is a 503 DB_UNAVAILABLE, never a 500, with real parts: a PostgreSQL cluster of this test's

@@ -3,7 +3,7 @@ import type { RouteOptions } from 'fastify'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import type { OpenAPIV3_1 } from 'openapi-types'
 import { buildApp } from '../src/app.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { testConfig } from './helper.js'
 
 const TOKEN = 'docs-test-token-0123456789'

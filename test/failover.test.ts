@@ -12,7 +12,7 @@ import { haveSystemTools } from './support/system-tool.js'
  * with, every key executed exactly once (none left unknown once retries converge), no 500, the service recovered
  * without a restart, the books check passes on the final primary. Failover time and 503 count are printed.
  *
- * It is the bank soak (bench/soak.ts --ha) run short, so the test and `npm run soak -- --ha` check the same things.
+ * It is the bank soak (reliability/soak.ts --ha) run short, so the test and `npm run soak -- --ha` check the same things.
  * It starts its own PostgreSQL cluster, so it runs ONCE in CI: in the machine-PostgreSQL pass (DATABASE_URL set),
  * skipped in the embedded pass. Without the packages it is skipped with the install hint (a failure under
  * REQUIRE_SYSTEM_TOOLS=1). Everything it starts is stopped by the soak's finally, and, should this process die
@@ -34,7 +34,7 @@ t.test('primary node killed under keyed load: nothing acknowledged lost, every k
   }
   if (!haveSystemTools(t, HA_TOOLS)) return
   // Loaded here, so a skipped run does not count the topology's code as uncovered.
-  const { parseArgs, runSoak } = await import('../bench/soak.js')
+  const { parseArgs, runSoak } = await import('../reliability/soak.js')
   // One kill, 12 s into the load; then the load goes on through the failover and after it.
   const summary = await runSoak({
     ...parseArgs(['--ha', '--pooler', pooler, '--seconds', String(LOAD_SECONDS), '--kill-primary-every-ms', String(KILL_AFTER_MS), '--max-primary-kills', '1',

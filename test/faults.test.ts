@@ -5,7 +5,7 @@ import pg from 'pg'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { build, listen, strategies, testConfig } from './helper.js'
 import { checkChanges, runLoad, send, sleep, waitFor, type Tally } from './support/load.js'
 

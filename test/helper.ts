@@ -5,7 +5,7 @@ import { USER_BOOKS_SQL, checkBooks, toUserBooks, type BooksReport, type UserBoo
 import { isDatabaseUnavailable } from '../src/db/errors.js'
 import type { Sequelize } from 'sequelize'
 import { loadConfig, type Config, type StrategyName } from '../src/config.js'
-import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js'
 
 export interface BuildOptions {

@@ -4,7 +4,7 @@ import path from 'node:path'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { migrations } from '../db/migrations/index.js'
 import { books, build, buildBehindProxy, sql, testConfig } from './helper.js'
 

@@ -2,7 +2,7 @@ import http from 'node:http'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { build, listen, testConfig } from './helper.js'
 
 const TOKEN_A = 'token-a-0123456789abcdef'

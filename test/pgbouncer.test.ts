@@ -2,7 +2,7 @@ import t from 'tap'
 import pg from 'pg'
 import { books, sql } from './helper.js'
 import { haveSystemTools } from './support/system-tool.js'
-import { PGBOUNCER } from './support/pgbouncer.js'
+import { PGBOUNCER } from '../src/tooling/pgbouncer.js'
 import { behindPgBouncer } from './support/behind-pgbouncer.js'
 
 // The service behind a stock PgBouncer 1.18 in transaction mode (ignore_startup_parameters = extra_float_digits only):

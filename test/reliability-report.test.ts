@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { writeReliabilityReport } from '../bench/reliability-report.js'
+import { writeReliabilityReport } from '../reliability/reliability-report.js'
 
 // README's "Reliability" section and reliability/REPORT.md are written by the generator from the committed JSON. A hand
 // edit to either (or a generator that lags a hand edit) is silently reverted by the next `--report`, as once happened

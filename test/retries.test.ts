@@ -1,6 +1,6 @@
 import t from 'tap'
 import { checkBooks, formatReport } from '../src/db/check-books.js'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { build, buildBehindProxy, checkBooksAfterFaults, listen, strategies } from './helper.js'
 import { send } from './support/load.js'
 import { BalanceClient, type ChangeBalanceInput, type TransferInput } from '../src/client/index.js'

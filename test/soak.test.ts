@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseArgs, runSoak } from '../bench/soak.js'
+import { parseArgs, runSoak } from '../reliability/soak.js'
 
 /**
  * The bank soak, short (issue 6, part 3): two instances of the service on one throwaway database, writers with

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { createThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { freePort } from '../src/db/embedded-postgres.js'
 
 // What a person sees when the built server starts: JSON lines when stdout is a pipe, pino-pretty lines when it is a

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, closeSync, existsSync, mkdtempSync, openSync, rea
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { freePort } from '../../src/db/embedded-postgres.js'
+import { freePort } from '../../src/tooling/ports.js'
 
 /**
  * The high-availability topology on loopback, made of the Debian packages (issue 11, item 3):

@@ -1,9 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from '../../src/db/embedded-postgres.js'
-import { Instance } from '../../bench/soak-instances.js'
-import { findProjectRoot } from '../../bench/project-root.js'
+import { freePort } from '../../src/tooling/ports.js'
+import { Instance } from '../../src/tooling/instance.js'
+import { projectRoot } from '../../src/tooling/project-root.js'
 import { startTopology, type Pooler } from './topology.js'
 
 /**
@@ -31,7 +31,7 @@ export function parseUpArgs (argv: string[]): UpOptions {
 
 async function main (): Promise<void> {
   const options = parseUpArgs(process.argv.slice(2))
-  const root = findProjectRoot()
+  const root = projectRoot
   const stateFile = path.join(root, '.ha-up.json')
   const log = (line: string): void => { console.error(`[${new Date().toISOString()}] ${line}`) }
   const started = Date.now()

@@ -2,7 +2,7 @@ import type { Sequelize } from 'sequelize'
 import { hotQuery } from '../db/hot-query.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { changeFromJson, toChangeOutcome } from './outcome.js'
-import type { ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
+import type { BatchLock, ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
 
 /**
  * Several changes to ONE user in one transaction and one round trip: balance_change_batch() (db/migrations/0006).
@@ -12,7 +12,6 @@ import type { ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './ty
  *   single change is one conditional UPDATE with no read before its write; a batch must check each change against
  *   the running balance, so it reads once under the row lock (the same lock atomic's UPDATE and transfers take).
  */
-export type BatchLock = 'advisory' | 'row'
 
 /**
  * Binds [lock, userId, amounts[], keys[], fingerprints[], MIN_BALANCE, MAX_BALANCE, ttlSeconds, purgeLimit];

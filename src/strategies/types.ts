@@ -1,6 +1,8 @@
 import type { Sequelize } from 'sequelize'
 import type { StrategyName } from '../config.js'
-import type { BatchLock } from './batch.js'
+
+/** Which lock a batch of changes to one user is taken under: the advisory lock, or the user's row (FOR UPDATE). */
+export type BatchLock = 'advisory' | 'row'
 
 /** One balance change as the service asks for it: already validated (safe integers, amount ≠ 0, userId ≥ 1). */
 export interface ChangeRequest {

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
-import { createThrowawayDatabase, type ThrowawayDatabase } from '../../db/throwaway-database.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../../src/tooling/throwaway-database.js'
 import { testConfig } from '../helper.js'
-import { startPgBouncer, type PgBouncer, type PgBouncerOptions } from './pgbouncer.js'
+import { startPgBouncer, type PgBouncer, type PgBouncerOptions } from '../../src/tooling/pgbouncer.js'
 
 export interface BehindPgBouncer {
   db: ThrowawayDatabase

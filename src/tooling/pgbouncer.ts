@@ -4,11 +4,11 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { freePort } from '../../src/db/embedded-postgres.js'
+import { freePort } from './ports.js'
 import type { SystemTool } from './system-tool.js'
 
 /**
- * A real PgBouncer (the Debian package) for tests: its own config and auth file in a temporary folder, its own free
+ * A real PgBouncer (the Debian package) for tests and the bench: its own config and auth file in a temporary folder, its own free
  * loopback port, TCP only (`unix_socket_dir =` empty), transaction pooling, and exactly the one
  * `ignore_startup_parameters` a stock setup has. It runs in the foreground as a child of the test (as the `postgres`
  * user when the test runs as root: PgBouncer refuses to run as root), so the test owns its life: stop() / kill().

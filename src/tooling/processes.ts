@@ -1,8 +1,8 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { freePort } from '../src/db/embedded-postgres.js'
-import { projectRoot } from './paths.js'
+import { freePort } from './ports.js'
+import { projectRoot } from './project-root.js'
 
 const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000

@@ -2,15 +2,15 @@ import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { findProjectRoot } from './project-root.js'
-import type { SoakSummary } from './soak.js'
+import { projectRoot } from '../src/tooling/project-root.js'
+import type { SoakSummary } from './soak-summary.js'
 
 /**
  * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
  * soak-last.json (npm run soak -- … --out reliability/soak-last.json --report) and fuzz-last.json
  * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts). Figures are copied, never typed.
  */
-/** What `npm run soak` writes (bench/soak.ts): one type for the writer and the reader. */
+/** What `npm run soak` writes (reliability/soak.ts): one type for the writer and the reader. */
 type Soak = SoakSummary
 
 interface FuzzRoute { runs: number, statuses: Record<string, number>, fiveHundreds: number, hangs: number, violations: number }
@@ -144,7 +144,7 @@ export async function writeReliabilityReport (root: string): Promise<void> {
   const lines = [
     '# Reliability report',
     '',
-    'Written by `bench/reliability-report.ts` from the last long runs (the JSON beside this file); do not edit by hand.',
+    'Written by `reliability/reliability-report.ts` from the last long runs (the JSON beside this file); do not edit by hand.',
     'What is checked, and how: README, section "Reliability".',
     '',
     ...(soak === undefined ? ['No soak run recorded yet.', ''] : soakSection(soak)),
@@ -182,7 +182,7 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     '  outcome or a prompt 503 `DB_UNAVAILABLE`, never a 500 or a hang; the service recovers by itself; every 200 has exactly one',
     '  journal entry. Clients retrying with an `Idempotency-Key` converge to exactly once, and a reply lost after the commit',
     '  (a proxy drops it) is a 503 whose retry replays the committed result.',
-    '- **Bank soak** (`bench/soak.ts`): two instances (`node dist/src/server.js`) on one throwaway database, concurrent',
+    '- **Bank soak** (`reliability/soak.ts`): two instances (`node dist/src/server.js`) on one throwaway database, concurrent',
     '  clients doing transfers, deposits and withdrawals under Idempotency-Keys (on `balance-api/client`: retried with the',
     '  same key after a 503 or a lost connection, moving to the other instance while one is down; every attempt is still',
     '  counted and checked), readers, `pg_terminate_backend` every few seconds and optionally an instance killed with SIGKILL and',
@@ -224,5 +224,5 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  await writeReliabilityReport(findProjectRoot())
+  await writeReliabilityReport(projectRoot)
 }

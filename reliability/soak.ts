@@ -4,15 +4,18 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig, type StrategyName } from '../src/config.js'
 import { checkBooks, type BooksReport } from '../src/db/check-books.js'
-import { freePort } from '../src/db/embedded-postgres.js'
+import { freePort } from '../src/tooling/ports.js'
 import { createSequelize } from '../src/plugins/database.js'
-import { createThrowawayDatabase, type ThrowawayDatabase } from '../db/throwaway-database.js'
+import { createThrowawayDatabase, type ThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import type { Pooler, Topology } from '../deploy/local/topology.js'
 import { ResilientClient } from './resilient-client.js'
 import { HttpClient, sendWrite, writerClient, type HttpResult } from './soak-http.js'
-import { Instance } from './soak-instances.js'
-import { findProjectRoot } from './project-root.js'
+import { Instance } from '../src/tooling/instance.js'
+import { projectRoot } from '../src/tooling/project-root.js'
 import { writeReliabilityReport } from './reliability-report.js'
+import type { FailoverRecord, HaOptions, Kind, SoakOptions, SoakSummary } from './soak-summary.js'
+
+export type { FailoverRecord, HaOptions, SoakOptions, SoakSummary }
 
 /**
  * The bank soak (issue 6, part 3), after Jepsen's bank test: several service instances on one throwaway database,
@@ -27,7 +30,7 @@ import { writeReliabilityReport } from './reliability-report.js'
  * - every acknowledged operation is in the journal exactly once (once per leg), found by its Idempotency-Key, every
  *   refused one not at all, and the journal holds nothing the clients did not send;
  * - no 500 (or other non-503 5xx), no client timeout, no instance exit the soak did not cause.
- * With --ha (issue 11) the database is the HA topology of deploy/local (etcd, two Patroni/PostgreSQL nodes with a
+ * With --ha the database is the HA topology of deploy/local (etcd, two Patroni/PostgreSQL nodes with a
  * synchronous standby, HAProxy on the primary, optionally PgBouncer), and the fault is the primary NODE killed
  * (Patroni and postmaster, SIGKILL) every --kill-primary-every-ms, then started again as a standby. The checker's
  * connection reconnects through HAProxy; every acknowledged change must be on the new primary with its amount and
@@ -35,106 +38,10 @@ import { writeReliabilityReport } from './reliability-report.js'
  * acknowledged write sent after it) and its 503 window are reported.
  * Prints a JSON summary, writes it with --out, and exits 1 on any violation.
  */
-export interface SoakOptions {
-  durationMs: number
-  /** Users created for the soak (user 1, the seed, takes part too). */
-  users: number
-  initialBalance: number
-  clients: number
-  readers: number
-  instances: number
-  strategy: StrategyName
-  /** pg_terminate_backend on every service connection this often; 0 = never. */
-  terminateEveryMs: number
-  /** SIGKILL one instance (round robin) and start it again this often; 0 = never. */
-  killInstanceEveryMs: number
-  /** Run on the HA topology (deploy/local/topology.ts) instead of one throwaway database. */
-  ha?: HaOptions
-  /** The server: defaults to the built one, node dist/src/server.js. */
-  serverCommand: string[]
-  /** Extra environment for the server processes (a test passes its TypeScript loader's settings). */
-  serverEnv?: Record<string, string>
-  /** Where the JSON summary goes (besides stdout). */
-  out?: string
-  /** Also write reliability/REPORT.md and the README section from this run. */
-  report: boolean
-  /** The command line, for the report. */
-  command: string
-  log: (line: string) => void
-}
-
-export interface HaOptions {
-  /** PgBouncer in front of HAProxy ('transaction' needs the service's PgBouncer support), or straight to HAProxy. */
-  pooler: Pooler
-  /** synchronous_mode_strict: with one node left, commits wait for a standby. */
-  strict: boolean
-  /** SIGKILL the primary node (Patroni + postmaster) this often, then start it again as a standby; 0 = never. */
-  killPrimaryEveryMs: number
-  /** Stop killing after this many kills; 0 = no limit. */
-  maxPrimaryKills: number
-}
-
-/** One primary-node kill and what the clients saw. */
-export interface FailoverRecord {
-  killed: string
-  newPrimary: string
-  /** Seconds into the load when the node was killed. */
-  atS: number
-  /** Kill → a new primary answers `pg_is_in_recovery() = false` through HAProxy. */
-  failoverS: number
-  /** Kill → the first acknowledged write sent after the outage began (after the first 503 / connection error). */
-  serviceRecoveredS: number | null
-  /** 503 answers and connection errors within OUTAGE_S seconds of the kill. */
-  unavailable503: number
-  connectionErrors: number
-  /** First to last 503 / connection error within OUTAGE_S seconds of the kill, seconds. */
-  windowS: number
-  /** 503s and connection errors later than that, until the next kill or the end (not the failover's). */
-  laterUnavailable: number
-  /** Kill → the killed node is back as a synchronous standby (null: not yet when the next kill or the end came). */
-  standbyBackS: number | null
-}
-
-type Kind = 'transfer' | 'deposit' | 'withdrawal'
-
 interface Operation { key: string, kind: Kind, method: 'PATCH' | 'POST', path: string, body: Record<string, number>, legs: number, delta: number }
 
 /** What became of an operation: acknowledged (2xx), refused (409), or unknown (every attempt ambiguous). */
 type Final = 'acknowledged' | 'refused' | 'unknown'
-
-export interface SoakSummary {
-  kind: 'soak'
-  ok: boolean
-  command: string
-  startedAt: string
-  finishedAt: string
-  durationS: number
-  loadS: number
-  options: Omit<SoakOptions, 'log' | 'serverCommand' | 'serverEnv' | 'command'>
-  database: 'embedded' | 'external' | 'ha'
-  /** The HA topology's failovers (with --ha). */
-  ha?: { pooler: Pooler, strict: boolean, failovers: FailoverRecord[], finalPrimary: string, checkerReconnects: number }
-  operations: {
-    logical: number
-    byKind: Record<Kind, number>
-    acknowledged: number
-    refused: number
-    ambiguousAttempts: number
-    resolvedByRetry: number
-    replayedAfterAmbiguity: number
-    unknownReconciled: number
-    perSecond: number
-  }
-  reads: { total: number, negativeSeen: number, unavailable: number, errors: number }
-  http: { requests: number, byStatus: Record<string, number>, errors: Record<string, number>, fiveHundreds: { '503': number, other: number } }
-  faults: { terminateRounds: number, backendsTerminated: number, instanceKills: number, primaryKills: number, unexpectedInstanceExits: number, bootFailuresRetried: number }
-  snapshots: { checks: number, mismatches: number }
-  books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
-  /** Acknowledged operations whose journal rows (user, amount, balance after) match the answer the client got. */
-  journalMatches: { checked: number, mismatched: number }
-  totals: { initial: number, expected: number, actual: number }
-  violations: string[]
-}
 
 const MAX_ATTEMPTS = 30
 const CLIENT_TIMEOUT_MS = 30_000
@@ -188,7 +95,6 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
   let sequelize: ReturnType<typeof createSequelize> | undefined
   try {
     // 1. Instances, booting together on the fresh database (the migrations lock lets one migrate).
-    const projectRoot = findProjectRoot()
     for (let index = 0; index < options.instances; index += 1) {
       instances.push(new Instance({
         label: `instance-${index + 1}`,

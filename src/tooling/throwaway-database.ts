@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.js'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../db/embedded-postgres.js'
 
 /**
  * Throwaway databases for tests and the bench: each call creates a fresh database and returns a URL to it.
