@@ -19,7 +19,7 @@ EXIT_TIMEOUT_S=30
 
 # A new folder for the clone. mktemp -d makes it 0700; a clone normally sits in a folder others may pass through
 # (/srv, /opt, /home/you, /tmp), so make it 0755 like those. (A clone under a 0700 folder such as /root gets a clear
-# error naming that folder instead: test/embedded-folders.test.ts.)
+# error naming that folder instead: test/system/embedded-folders.test.ts.)
 base="$(mktemp -d "${TMPDIR:-/tmp}/balance-newcomer.XXXXXX")"
 chmod 755 "$base"
 clone="$base/balance-api"

@@ -8,7 +8,7 @@ npm run --silent soak -- --minutes "$MINUTES" --users 100 --clients 48 --readers
   --out reliability/soak-last.json > /dev/null 2> reliability/soak-last.log
 echo "soak exit $?"
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage > reliability/fuzz-last.log 2>&1
+  FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/system/fuzz.test.ts --disable-coverage > reliability/fuzz-last.log 2>&1
   echo "fuzz exit $?"
 fi
 node dist/reliability/reliability-report.js

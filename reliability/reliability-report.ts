@@ -8,7 +8,7 @@ import type { SoakSummary } from './soak-summary.js'
 /**
  * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
  * soak-last.json (npm run soak -- … --out reliability/soak-last.json --report) and fuzz-last.json
- * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts). Figures are copied, never typed.
+ * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/system/fuzz.test.ts). Figures are copied, never typed.
  */
 /** What `npm run soak` writes (reliability/soak.ts): one type for the writer and the reader. */
 type Soak = SoakSummary
@@ -20,7 +20,7 @@ const SOAK_FILE = 'reliability/soak-last.json'
 /** The soak across failover (npm run soak -- --ha … --out reliability/soak-ha-last.json --report). */
 export const SOAK_HA_FILE = 'reliability/soak-ha-last.json'
 const FUZZ_FILE = 'reliability/fuzz-last.json'
-const FUZZ_COMMAND = `FUZZ_RUNS=10000 FUZZ_REPORT=${FUZZ_FILE} npx tap test/fuzz.test.ts --disable-coverage`
+const FUZZ_COMMAND = `FUZZ_RUNS=10000 FUZZ_REPORT=${FUZZ_FILE} npx tap test/system/fuzz.test.ts --disable-coverage`
 
 async function readJson<T> (file: string): Promise<T | undefined> {
   return existsSync(file) ? JSON.parse(await readFile(file, 'utf8')) as T : undefined
@@ -170,13 +170,13 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     '',
     'Fuzzing, fault injection and a bank soak, all against the real service on a real PostgreSQL, loopback only.',
     '',
-    '- **Fuzzing** (`test/fuzz.test.ts`, fast-check): raw HTTP requests for every route — valid, near-valid and hostile bodies',
+    '- **Fuzzing** (`test/system/fuzz.test.ts`, fast-check): raw HTTP requests for every route — valid, near-valid and hostile bodies',
     '  (wrong types, numbers past 2^53 or a double, `-0`, unicode, deep nesting, `__proto__`/`constructor` keys, duplicate keys,',
     '  truncated JSON), odd content types, long and binary headers, odd `Idempotency-Key` values, odd methods and paths.',
     '  Each answer comes in time, is never a 5xx, every refusal is a 4xx with a string `code`, and the books (journal, balances,',
     '  users, idempotency keys) change exactly as a success says and not at all on a refusal or a replay; the books checker',
     '  passes after. `FUZZ_RUNS` sets the runs per route (300 in CI).',
-    '- **Fault injection** (`test/faults.test.ts`, `test/retries.test.ts`): `pg_terminate_backend` on the service\'s',
+    '- **Fault injection** (`test/system/faults.test.ts`, `test/system/retries.test.ts`): `pg_terminate_backend` on the service\'s',
     '  connections during bursts (every strategy); PostgreSQL stopped and started again on the same data and port mid-load;',
     '  advisory, row and table locks held past `DB_STATEMENT_TIMEOUT_MS`, and a statement running past it. Answers are the real',
     '  outcome or a prompt 503 `DB_UNAVAILABLE`, never a 500 or a hang; the service recovers by itself; every 200 has exactly one',
@@ -189,18 +189,18 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     '  restarted. Checked: no negative read, Σ balances = Σ journal in live snapshots and per user at the end (the books',
     '  checker), total = initial + acknowledged deposits − withdrawals, every acknowledged operation exactly once in the',
     '  journal by its key and every refused one never, no 500, no client timeout, no crash. JSON summary; exit 1 on a violation.',
-    '  A 30 s version runs in `npm test` (`test/soak.test.ts`).',
+    '  A 30 s version runs in `npm test` (`test/system/soak.test.ts`).',
     '- **Across failover** (`npm run soak -- --ha`): the same soak on the HA topology of `deploy/local` (section "Running past',
     '  one machine"), the primary node (Patroni + postmaster + backends) SIGKILLed every `--kill-primary-every-ms` and started',
     '  again as a standby; the checker reconnects through HAProxy; also checked: every acknowledged answer is in the final',
     '  primary\'s journal with its user, amount and balance after. Failover time, recovery and the 503 window per kill.',
-    '  One kill under load runs in CI (`test/failover.test.ts`).',
+    '  One kill under load runs in CI (`test/system/failover.test.ts`).',
     '',
     '```bash',
     `${soak?.command ?? 'npm run soak -- --minutes 30 --out reliability/soak-last.json --report'}`,
     'npm run soak -- --seconds 30   # also: --users --clients --readers --instances --strategy --terminate-every-ms --kill-instance-every-ms --no-faults --report; on the HA topology: --ha --pooler --strict --kill-primary-every-ms --max-primary-kills',
     `${haSoak?.command ?? 'npm run soak -- --ha --pooler transaction --minutes 10 --kill-primary-every-ms 180000 --out reliability/soak-ha-last.json --report'}`,
-    'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/fuzz.test.ts --disable-coverage',
+    'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/system/fuzz.test.ts --disable-coverage',
     '```',
     '',
     'Last long run ([reliability/REPORT.md](reliability/REPORT.md)):',

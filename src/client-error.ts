@@ -5,7 +5,7 @@ import type { Socket } from 'node:net'
  * Answers HTTP errors that happen before a request exists: a request line or header the parser refuses, headers over
  * the size limit, a request that took too long to arrive. Fastify's default answers these with
  * `{error, message, statusCode}` and no `code`, so a client could not branch on them as the contract promises
- * (found by test/fuzz.test.ts). Same statuses as Fastify's default; `code` is Node's own stable error code
+ * (found by test/system/fuzz.test.ts). Same statuses as Fastify's default; `code` is Node's own stable error code
  * (HPE_HEADER_OVERFLOW, HPE_INVALID_HEADER_TOKEN, ERR_HTTP_REQUEST_TIMEOUT, …).
  */
 export function clientErrorHandler (error: Error & { code?: string }, socket: Socket): void {

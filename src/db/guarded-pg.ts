@@ -8,7 +8,7 @@ import type { NoticeMessage } from 'pg-protocol/dist/messages.js'
  * after connect() has resolved, one microtask later. A backend terminated right after it sent ReadyForQuery
  * (pg_terminate_backend, a PostgreSQL shutdown) can deliver ReadyForQuery and the FATAL error in one TCP chunk: pg
  * parses both synchronously, emits 'error' with no listener, and Node kills the whole service with an
- * uncaughtException. Found by test/faults.test.ts (pg_terminate_backend during load).
+ * uncaughtException. Found by test/system/faults.test.ts (pg_terminate_backend during load).
  *
  * The listener here does what Sequelize's own does first: `_invalid = true`, which its pool's validate() checks, so a
  * broken connection is destroyed instead of handed to the next request. The request that was using it gets its own

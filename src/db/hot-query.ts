@@ -47,7 +47,7 @@ type QueryClass = new (connection: unknown, sequelize: Sequelize, options: Recor
 /**
  * Opening a connection can time out (DB_CONNECT_TIMEOUT_MS) when the pool must open one during a burst (the pool is
  * opened at boot, but a broken connection is replaced on demand): the event loop is busy accepting thousands of sockets
- * while the handshake waits. Seen in test/burst.test.ts under machine load: 6–8 of 10,000
+ * while the handshake waits. Seen in test/system/burst.test.ts under machine load: 6–8 of 10,000
  * requests answered 503. Nothing has been sent to PostgreSQL at that point, so asking again is safe; a server that is really
  * unreachable still fails fast (refused) or after CONNECT_ATTEMPTS timeouts.
  */

@@ -30,7 +30,7 @@ const ATOMIC_CHANGE = { name: 'balance_change_atomic_v1', text: ATOMIC_CHANGE_SQ
 /**
  * What the keyless path runs when its CTE refused: balance_change_atomic() (db/migrations/0007) tries the change once
  * more and, when it refuses, names a balance that really refuses it. A read alone could name a balance that a deposit
- * committed in between had already raised above the change (found by test/group-commit.test.ts).
+ * committed in between had already raised above the change (found by test/system/group-commit.test.ts).
  */
 export const ATOMIC_DECIDE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_atomic($1, $2, $3, $4)'
 

@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import t from 'tap'
+import { build, listen } from '../helper.js'
+
+/**
+ * The README's "Calling it from code" example, as written: taken from README.md, saved in the project folder (so
+ * `balance-api/client` resolves through package.json "exports" to the built dist/src/client), run with node against
+ * a running service. Its output must be the one the README shows (the generated key aside).
+ */
+const ROOT = process.cwd()
+const BUILD_TIMEOUT_MS = 300_000
+const RUN_TIMEOUT_MS = 60_000
+
+async function run (command: string, args: string[], env: Record<string, string> = {}, timeout = RUN_TIMEOUT_MS): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    execFile(command, args, { cwd: ROOT, timeout, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
+      if (error === null) resolve(stdout)
+      else reject(new Error(`${command} ${args.join(' ')} failed: ${error.message}\n${stdout}\n${stderr}`))
+    })
+  })
+}
+
+/** The first ```js block of the README's client section, and the ```console block after it (its output). */
+async function readmeExample (): Promise<{ code: string, output: string[] }> {
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('<!-- section:client -->'))
+  const code = /```js\n([\s\S]*?)```/.exec(section)?.[1]
+  const consoleBlock = /```console\n\$ node example\.mjs\n([\s\S]*?)```/.exec(section)?.[1]
+  if (code === undefined || consoleBlock === undefined) throw new Error('README: no client example (```js) with its output (```console) found')
+  return { code, output: consoleBlock.trimEnd().split('\n') }
+}
+
+t.before(async () => { await run('npm', ['run', 'build'], {}, BUILD_TIMEOUT_MS) })
+
+t.test('the README client example runs as written and prints what the README shows', async (t) => {
+  const { app } = await build(t)
+  const base = await listen(app)
+  const { code, output } = await readmeExample()
+  const folder = path.join(ROOT, 'test/artifacts')
+  await mkdir(folder, { recursive: true })
+  const file = path.join(folder, `readme-example-${process.pid}.mjs`)
+  await writeFile(file, code)
+  t.teardown(async () => { await rm(file, { force: true }) })
+
+  const printed = (await run(process.execPath, [file], { BALANCE_API_URL: base })).trimEnd().split('\n')
+  const uuid = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g
+  t.same(printed.map((line) => line.replace(uuid, '<uuid>')), output.map((line) => line.replace(uuid, '<uuid>')), printed.join('\n'))
+})

@@ -1,0 +1,76 @@
+import t from 'tap'
+import { loadConfig } from '../../src/config.js'
+
+t.test('defaults', async (t) => {
+  const config = loadConfig({}, false)
+  t.same(config, {
+    PORT: 3000,
+    HOST: '0.0.0.0',
+    PGDATA_DIR: '.data/pg',
+    DB_POOL_MAX: 10,
+    DB_ACQUIRE_TIMEOUT_MS: 60000,
+    DB_CONNECT_TIMEOUT_MS: 5000,
+    DB_STATEMENT_TIMEOUT_MS: 10000,
+    DB_POOLER: 'none',
+    BALANCE_STRATEGY: 'advisory',
+    GROUP_COMMIT: 'on',
+    GROUP_COMMIT_MAX_BATCH: 512,
+    IDEMPOTENCY_TTL_HOURS: 24,
+    LOG_LEVEL: 'info',
+    METRICS_AUTH: 'token',
+    DOCS_AUTH: 'token',
+    METRICS_ENABLED: true,
+  })
+  t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
+  t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')
+})
+
+t.test('LOG_PRETTY forces either way when set', async (t) => {
+  t.equal(loadConfig({ LOG_PRETTY: 'true' }, false).LOG_PRETTY, true)
+  t.equal(loadConfig({ LOG_PRETTY: 'false' }, false).LOG_PRETTY, false)
+  t.equal(loadConfig({ LOG_PRETTY: '' }, false).LOG_PRETTY, undefined, 'empty counts as unset')
+  t.throws(() => loadConfig({ LOG_PRETTY: 'sometimes' }, false), /LOG_PRETTY/)
+})
+
+t.test('values are coerced from strings', async (t) => {
+  const config = loadConfig({ PORT: '8080', DB_POOL_MAX: '4', LOG_PRETTY: 'true', BALANCE_STRATEGY: 'atomic', DATABASE_URL: 'postgres://u@h:5432/d' }, false)
+  t.equal(config.PORT, 8080)
+  t.equal(config.DB_POOL_MAX, 4)
+  t.equal(config.LOG_PRETTY, true)
+  t.equal(config.BALANCE_STRATEGY, 'atomic')
+  t.equal(config.DATABASE_URL, 'postgres://u@h:5432/d')
+})
+
+t.test('an empty value counts as unset', async (t) => {
+  t.equal(loadConfig({ DATABASE_URL: '' }, false).DATABASE_URL, undefined)
+})
+
+t.test('a bad value names the variable', async (t) => {
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ DB_POOLER: 'pgbouncer' }, /DB_POOLER/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ DB_POOL_MAX: '1' }, /DB_POOL_MAX/],
+    [{ DB_POOL_MAX: '1000' }, /DB_POOL_MAX/],
+    [{ BALANCE_STRATEGY: 'optimistic' }, /BALANCE_STRATEGY/],
+    [{ GROUP_COMMIT: 'yes' }, /GROUP_COMMIT/],
+    [{ GROUP_COMMIT_MAX_BATCH: '0' }, /GROUP_COMMIT_MAX_BATCH/],
+    [{ GROUP_COMMIT_MAX_BATCH: '4097' }, /GROUP_COMMIT_MAX_BATCH/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
+  ]
+  for (const [env, pattern] of bad) {
+    t.throws(() => loadConfig(env, false), pattern, JSON.stringify(env))
+  }
+})
+
+t.test('.env is read, and the environment wins over it', async (t) => {
+  const dir = t.testdir({ '.env': 'PORT=4000\nDB_POOL_MAX=7\nDATABASE_URL=\n' })
+  const cwd = process.cwd()
+  process.chdir(dir)
+  t.teardown(() => { process.chdir(cwd) })
+  const config = loadConfig({ PORT: '5000' }, true)
+  t.equal(config.PORT, 5000, 'environment wins')
+  t.equal(config.DB_POOL_MAX, 7, 'from .env')
+  t.equal(config.DATABASE_URL, undefined, 'empty in .env counts as unset')
+})
