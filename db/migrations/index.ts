@@ -6,6 +6,7 @@ import { ledger } from './0004-ledger.js'
 import { advisoryRefusalWithoutLock } from './0005-advisory-refusal-without-lock.js'
 import { groupCommitBatch } from './0006-group-commit-batch.js'
 import { atomicRefusalRechecked } from './0007-atomic-refusal-rechecked.js'
+import { strategiesMixExactly } from './0008-strategies-mix-exactly.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -16,4 +17,5 @@ export const migrations: Migration[] = [
   advisoryRefusalWithoutLock,
   groupCommitBatch,
   atomicRefusalRechecked,
+  strategiesMixExactly,
 ]
