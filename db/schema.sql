@@ -539,11 +539,8 @@ AS $function$
               WHERE k.expires_at <= now()
             RETURNING k.key INTO v_claimed;
           IF v_claimed IS NOT NULL THEN
-            IF p_purge_limit > 0 THEN
-              DELETE FROM idempotency_keys d WHERE d.key IN (
-                SELECT e.key FROM idempotency_keys e WHERE e.expires_at <= now()
-                ORDER BY e.expires_at LIMIT p_purge_limit FOR UPDATE SKIP LOCKED);
-            END IF;
+            -- The purge waits for idempotency_store(), the transaction's last step.
+            PERFORM set_config('balance_api.idempotency_purge_limit', greatest(coalesce(p_purge_limit, 0), 0)::TEXT, true);
             RETURN QUERY SELECT 'claimed'::TEXT, NULL::JSONB;
             RETURN;
           END IF;
@@ -564,10 +561,21 @@ AS $function$
 
 CREATE OR REPLACE FUNCTION public.idempotency_store(p_key text, p_result jsonb, p_entry_ids bigint[])
  RETURNS jsonb
- LANGUAGE sql
+ LANGUAGE plpgsql
 AS $function$
+      DECLARE
+        v_limit INT := coalesce(nullif(current_setting('balance_api.idempotency_purge_limit', true), '')::INT, 0);
+      BEGIN
         UPDATE idempotency_keys SET result = p_result, entry_ids = p_entry_ids WHERE key = p_key;
-        SELECT p_result;
+        IF v_limit > 0 THEN
+          -- Once per transaction (a batch stores many outcomes), after every lock it waits for.
+          PERFORM set_config('balance_api.idempotency_purge_limit', '0', true);
+          DELETE FROM idempotency_keys d WHERE d.key IN (
+            SELECT e.key FROM idempotency_keys e WHERE e.expires_at <= now()
+            ORDER BY e.expires_at LIMIT v_limit FOR UPDATE SKIP LOCKED);
+        END IF;
+        RETURN p_result;
+      END
       $function$;
 
 CREATE OR REPLACE FUNCTION public.transfer_finish(p_key text, p_result jsonb)

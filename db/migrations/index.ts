@@ -7,6 +7,7 @@ import { advisoryRefusalWithoutLock } from './0005-advisory-refusal-without-lock
 import { groupCommitBatch } from './0006-group-commit-batch.js'
 import { atomicRefusalRechecked } from './0007-atomic-refusal-rechecked.js'
 import { strategiesMixExactly } from './0008-strategies-mix-exactly.js'
+import { idempotencyPurgeLast } from './0009-idempotency-purge-last.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -18,4 +19,5 @@ export const migrations: Migration[] = [
   groupCommitBatch,
   atomicRefusalRechecked,
   strategiesMixExactly,
+  idempotencyPurgeLast,
 ]
