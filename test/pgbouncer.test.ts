@@ -61,6 +61,11 @@ t.test('behind PgBouncer (transaction mode): starts, changes, and a lock held el
   const many = await Promise.all(Array.from({ length: 200 }, async (_, i) =>
     await send(base!, 'PATCH', '/api/balance', { userId: 1, amount: i % 2 === 0 ? 1 : -1 })))
   t.same(many.map((a) => a.status).filter((s) => s !== 200), [], '200 concurrent changes, all 200')
+  // The history's values (user, cursor, limit) travel inlined as literals behind the pooler: two pages, keyset-exact.
+  const page1 = await send(base!, 'GET', '/api/users/1/transactions?limit=150', undefined)
+  const page2 = await send(base!, 'GET', `/api/users/1/transactions?limit=150&before=${String(page1.body.nextCursor)}`, undefined)
+  const ids = [...(page1.body.items as Array<{ id: number }>), ...(page2.body.items as Array<{ id: number }>)].map((item) => item.id)
+  t.same([page1.status, page2.status, ids.length, new Set(ids).size, page2.body.nextCursor], [200, 200, 202, 202, null], 'the whole history in two pages through PgBouncer: 202 entries, none twice')
 
   const direct = await holder(db.url)
   t.teardown(async () => { await direct.end() })
