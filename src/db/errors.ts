@@ -8,8 +8,19 @@ import { BaseError, ConnectionError, DatabaseError, TimeoutError } from 'sequeli
  * switchover, answering a write); 40001/40P01 are not here: our writes neither serialize nor deadlock.
  */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57P0|57014|55P03|25006)/
-/** Node's socket errors, and CommitUnconfirmedError (src/db/guarded-pg.ts): committed locally, not confirmed. */
-const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'COMMIT_UNCONFIRMED'])
+/**
+ * Node's socket and name-lookup errors: each says the network or the server is not there, never that the request was
+ * wrong. Refused, reset, broken pipe, timed out; no route to the host or its network (EHOSTUNREACH, ENETUNREACH), the
+ * host or the local network down (EHOSTDOWN, ENETDOWN), the connection aborted or reset by the network (ECONNABORTED,
+ * ENETRESET), no local address or port left to connect from (EADDRNOTAVAIL), no such name or the resolver failing
+ * (ENOTFOUND, EAI_AGAIN). And CommitUnconfirmedError (src/db/guarded-pg.ts): committed locally, not confirmed.
+ */
+const UNAVAILABLE_NODE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT',
+  'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENETRESET', 'EADDRNOTAVAIL',
+  'ENOTFOUND', 'EAI_AGAIN',
+  'COMMIT_UNCONFIRMED',
+])
 /**
  * pg's own messages for a connection it gave up on: cut (terminated, closed), or no answer within query_timeout
  * ("Query read timeout": the client-side bound past DB_STATEMENT_TIMEOUT_MS, e.g. a commit waiting for a synchronous

@@ -15,7 +15,8 @@ import { ConnectionAcquireTimeoutError, ConnectionError, type Sequelize } from '
  * It is also a named prepared statement: PostgreSQL parses and plans it once per connection instead of on every call.
  * Errors come out exactly as sequelize.query() throws them (the dialect's own formatError), and a connection that
  * may have broken mid-query is marked invalid, so the pool replaces it.
- * Use it only for one-statement autocommit work on the hot path; everything else goes through sequelize.query().
+ * Use it only for one-statement autocommit work on the hot path; other single statements go through boundedQuery
+ * (src/db/pooler.ts), which is sequelize.query() directly connected and this function's pooler form behind PgBouncer.
  *
  * Behind PgBouncer in transaction mode (DB_POOLER=pgbouncer-transaction, set once per Sequelize by useHotQueryPooler)
  * each call is instead ONE simple-protocol query string, still one round trip and one implicit transaction:
@@ -87,6 +88,11 @@ export function useHotQueryPooler (sequelize: Sequelize, timeouts: { statementMs
     prefix: `SELECT ${set('statement_timeout', timeouts.statementMs)}, ${set('lock_timeout', timeouts.lockMs)}, ` +
       `${set('idle_in_transaction_session_timeout', timeouts.idleInTransactionMs)}; `,
   })
+}
+
+/** True once useHotQueryPooler switched this Sequelize to the pooler-safe form. */
+export function isPooled (sequelize: Sequelize): boolean {
+  return pooled.has(sequelize)
 }
 
 /** One value as a SQL literal typed like an untyped bind parameter: NULL, or a quoted string PostgreSQL resolves. */

@@ -1,5 +1,6 @@
-import { QueryTypes, type Sequelize } from 'sequelize'
+import type { Sequelize } from 'sequelize'
 import { hotQuery } from './hot-query.js'
+import { boundedQuery } from './pooler.js'
 import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
 import { claimBinds, jsonField, jsonInteger, jsonString, toKeyed, type KeyedRow } from '../strategies/outcome.js'
 import type { IdempotencyClaim, Keyed } from '../strategies/types.js'
@@ -118,17 +119,13 @@ export function createdUserFromJson (json: unknown): CreatedUser {
 }
 
 export async function createUser (sequelize: Sequelize, balance: number, claim?: IdempotencyClaim): Promise<Keyed<CreatedUser>> {
-  const rows = await sequelize.query<KeyedRow>(CREATE_USER_SQL, { bind: [balance, ...claimBinds(claim)], type: QueryTypes.SELECT, raw: true })
+  const rows = await boundedQuery<KeyedRow>(sequelize, CREATE_USER_SQL, [balance, ...claimBinds(claim)])
   return toKeyed(rows[0], createdUserFromJson)
 }
 
 /** Up to `limit` entries older than `beforeId` (all when undefined), newest first; null when the user does not exist. */
 export async function historyPage (sequelize: Sequelize, userId: number, beforeId: number | undefined, limit: number): Promise<JournalEntryView[] | null> {
-  const rows = await sequelize.query<HistoryRow>(HISTORY_PAGE_SQL, {
-    bind: [userId, beforeId === undefined ? NO_CURSOR : String(beforeId), limit],
-    type: QueryTypes.SELECT,
-    raw: true,
-  })
+  const rows = await boundedQuery<HistoryRow>(sequelize, HISTORY_PAGE_SQL, [userId, beforeId === undefined ? NO_CURSOR : String(beforeId), limit])
   if (rows.length === 0) return null
   return rows.filter((row) => row.id !== null).map((row) => ({
     id: toSafeInteger(row.id ?? NaN, 'entry id'),

@@ -4,7 +4,6 @@ import { defineModels } from '../db/models.js'
 import { startEmbeddedPostgres } from '../db/embedded-postgres.js'
 import { guardedPg } from '../db/guarded-pg.js'
 import { useHotQueryPooler } from '../db/hot-query.js'
-import { applyRoleTimeouts } from '../db/pooler.js'
 import type { Config } from '../config.js'
 
 declare module 'fastify' {
@@ -21,7 +20,8 @@ const QUERY_TIMEOUT_SLACK_MS = 2_000
 
 /**
  * Directly connected, the timeouts are startup parameters of every connection. Behind PgBouncer in transaction mode
- * they cannot be (1.18 refuses them, or drops them with ignore_startup_parameters): see src/db/pooler.ts.
+ * they cannot be (1.18 refuses them, or drops them with ignore_startup_parameters): every statement sets them LOCAL
+ * instead (src/db/pooler.ts).
  */
 function serverTimeouts (config: Config): Record<string, number> {
   if (config.DB_POOLER !== 'none') return {}
@@ -95,15 +95,5 @@ export default fp(async function database (fastify) {
     await embedded.stop()
     fastify.log.info('embedded PostgreSQL stopped')
   })
-  if (config.DB_POOLER !== 'none') {
-    // Before the pool opens: in a fresh PgBouncer every server connection opened after this has the timeouts.
-    try {
-      const result = await applyRoleTimeouts(sequelize, config.DB_STATEMENT_TIMEOUT_MS)
-      fastify.log.info({ ...result, pooler: config.DB_POOLER, timeoutMs: config.DB_STATEMENT_TIMEOUT_MS }, 'timeouts set as role defaults for server connections behind the pooler')
-    } catch (error) {
-      // The hot path still sets its own; the rest is bounded by the client-side query timeout.
-      fastify.log.warn({ err: error }, 'could not set the timeouts as role defaults (ALTER ROLE CURRENT_USER IN DATABASE); only the hot path and the client-side timeout bound statements')
-    }
-  }
   await warmPool(sequelize, config.DB_POOL_MAX)
 }, { name: 'database', dependencies: ['config'] })

@@ -19,14 +19,26 @@ const TRANSACTION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 /** Changes per group-commit statement: powers of two up to the largest cap (GROUP_COMMIT_MAX_BATCH ≤ 4096). */
 const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 const UNMATCHED_ROUTE = '(unmatched)'
-/** The scrape-time lock query gives up after this; the gauge then keeps its last value. */
-const LOCK_QUERY_TIMEOUT_MS = 1_000
+/**
+ * A scrape waits at most this long for the lock-waiter query, pooled connection included (a scrape during a burst
+ * must not queue behind thousands of changes); past it the gauge keeps its last value. The statement itself is
+ * bounded by the same figure, set LOCAL with it.
+ */
+const LOCK_QUERY_WAIT_MS = 1_000
 const REFUSALS = new Set<ChangeResult>(['insufficient_funds', 'balance_limit_exceeded', 'user_not_found'])
 
-/** Sessions of this database waiting on a lock right now, by wait event (advisory, transactionid, tuple, …). */
-const LOCK_WAITERS_SQL = `
+/**
+ * Sessions of this database waiting on a lock right now, by wait event (advisory, transactionid, tuple, …), as one
+ * simple-protocol string: the timeout set LOCAL first, in the same round trip and implicit transaction, so it holds
+ * on whatever server connection a pooler picks and leaves nothing behind (no startup parameter: PgBouncer refuses them).
+ */
+const LOCK_WAITERS_SQL = `SELECT set_config('statement_timeout', '${LOCK_QUERY_WAIT_MS}', true), set_config('lock_timeout', '${LOCK_QUERY_WAIT_MS}', true);
   SELECT wait_event, count(*)::int AS n FROM pg_stat_activity
   WHERE datname = current_database() AND wait_event_type = 'Lock' GROUP BY wait_event`
+
+type LockWaiterRow = { wait_event: string, n: number }
+/** What became of one lock-waiter query: its rows came back in time, came later (or never), or it failed. */
+type LockQueryResult = 'answered' | 'late' | 'failed'
 
 function createMetrics (registry: Registry, sequelize: Sequelize): { observer: BalanceObserver, httpDuration: Histogram } {
   const httpDuration = new Histogram({
@@ -95,13 +107,20 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
     registers: [registry],
     collect () { this.set(pool()?.waiting ?? 0) },
   })
+  const lockQueries = new Counter({
+    name: 'db_lock_waiter_queries_total',
+    help: 'Lock-waiter queries sent by scrapes (concurrent scrapes share one), by result: answered, late (no answer within 1 s: the gauge kept its last value) or failed',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  })
+  const readLockWaiters = singleFlight(sequelize, (result) => { lockQueries.inc({ result }) })
   new Gauge({
     name: 'db_lock_waiters',
     help: 'Sessions of this database waiting on a lock at scrape time, by wait event (a hot row shows here)',
     labelNames: ['wait_event'] as const,
     registers: [registry],
     async collect () {
-      const rows = await lockWaiters(sequelize)
+      const rows = await readLockWaiters()
       if (rows === undefined) return
       this.reset()
       this.set({ wait_event: 'advisory' }, 0)
@@ -126,31 +145,56 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
 }
 
 /**
- * Lock waiters through a short-lived connection of its own, not the pool: a scrape during a burst must not queue
- * behind thousands of requests for a pooled connection. Undefined when the database does not answer in time.
+ * The lock-waiter query on one of the service's own pooled connections (the pool it is given: point it elsewhere by
+ * passing another Sequelize). Rejects when the database fails; a connection that may have broken mid-query is marked
+ * invalid so the pool replaces it, as hotQuery does.
  */
-async function lockWaiters (sequelize: Sequelize): Promise<Array<{ wait_event: string, n: number }> | undefined> {
-  const { host, port, database, username, password } = sequelize.config
-  const client = new pg.Client({
-    host,
-    port: Number(port),
-    database,
-    user: username,
-    password: password ?? undefined,
-    application_name: 'balance-api-metrics',
-    connectionTimeoutMillis: LOCK_QUERY_TIMEOUT_MS,
-    statement_timeout: LOCK_QUERY_TIMEOUT_MS,
-    query_timeout: LOCK_QUERY_TIMEOUT_MS,
-  })
-  client.on('error', () => {})
+async function queryLockWaiters (sequelize: Sequelize): Promise<LockWaiterRow[]> {
+  const connection = await sequelize.connectionManager.getConnection({ type: 'read' }) as unknown as pg.Client & { _invalid?: boolean }
   try {
-    await client.connect()
-    const result = await client.query<{ wait_event: string, n: number }>(LOCK_WAITERS_SQL)
-    return result.rows
-  } catch {
-    return undefined
+    const results = await connection.query(LOCK_WAITERS_SQL) as unknown as Array<pg.QueryResult<LockWaiterRow>>
+    return results[results.length - 1]!.rows
+  } catch (error) {
+    if (!(error instanceof pg.DatabaseError)) connection._invalid = true
+    throw error
   } finally {
-    await client.end().catch(() => {})
+    sequelize.connectionManager.releaseConnection(connection as never)
+  }
+}
+
+/**
+ * At most one lock-waiter query at a time, however many scrapes: scrapes that arrive while it runs share its answer.
+ * Each waits at most LOCK_QUERY_WAIT_MS (then: undefined, the gauge keeps its last value). A query that outlived its
+ * scrapes (still queued for a pooled connection in a burst) is not joined by a second one: until it ends, scrapes get
+ * undefined at once, so the pool's queue never holds more than one of them.
+ */
+function singleFlight (sequelize: Sequelize, count: (result: LockQueryResult) => void): () => Promise<LockWaiterRow[] | undefined> {
+  let shared: Promise<LockWaiterRow[] | undefined> | undefined
+  let running = false
+  return async () => {
+    if (shared !== undefined) return await shared
+    if (running) return undefined
+    running = true
+    let result: LockQueryResult | undefined
+    const record = (outcome: LockQueryResult): void => {
+      if (result !== undefined) return
+      result = outcome
+      count(outcome)
+    }
+    let timer: NodeJS.Timeout | undefined
+    const query = queryLockWaiters(sequelize).then(
+      (rows) => { record('answered'); return rows },
+      () => { record('failed'); return undefined })
+    void query.finally(() => { running = false; clearTimeout(timer) })
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => { record('late'); resolve(undefined) }, LOCK_QUERY_WAIT_MS)
+    })
+    shared = Promise.race([query, late])
+    try {
+      return await shared
+    } finally {
+      shared = undefined
+    }
   }
 }
 

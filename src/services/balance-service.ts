@@ -5,6 +5,7 @@ import {
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
+import { boundedQuery } from '../db/pooler.js'
 import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
@@ -150,7 +151,7 @@ export class BalanceService {
   /** True when PostgreSQL answers a trivial query. */
   async isDatabaseUp (): Promise<boolean> {
     try {
-      await this.sequelize.query('SELECT 1')
+      await boundedQuery(this.sequelize, 'SELECT 1', [])
       return true
     } catch (error) {
       if (isDatabaseUnavailable(error)) return false

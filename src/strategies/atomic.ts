@@ -1,5 +1,6 @@
-import { QueryTypes, type Sequelize } from 'sequelize'
+import type { Sequelize } from 'sequelize'
 import { hotQuery } from '../db/hot-query.js'
+import { boundedQuery } from '../db/pooler.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
 import { ledgerMethods } from './keyed.js'
@@ -41,7 +42,7 @@ export const ATOMIC_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_tran
 
 export function atomicStrategy (sequelize: Sequelize): BalanceStrategy {
   async function decide (userId: number, amount: number): Promise<ChangeOutcome> {
-    const rows = await sequelize.query<OutcomeRow>(ATOMIC_DECIDE_SQL, { bind: [userId, amount, MIN_BALANCE, MAX_BALANCE], type: QueryTypes.SELECT, raw: true })
+    const rows = await boundedQuery<OutcomeRow>(sequelize, ATOMIC_DECIDE_SQL, [userId, amount, MIN_BALANCE, MAX_BALANCE])
     return toChangeOutcome(rows[0])
   }
 

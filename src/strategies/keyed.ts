@@ -1,4 +1,5 @@
-import { QueryTypes, type Sequelize } from 'sequelize'
+import type { Sequelize } from 'sequelize'
+import { boundedQuery } from '../db/pooler.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { changeFromJson, claimBinds, toKeyed, transferFromJson, type KeyedRow } from './outcome.js'
 import type { ChangeRequest, IdempotencyClaim, Keyed, ChangeOutcome, TransferOutcome, TransferRequest } from './types.js'
@@ -15,7 +16,8 @@ export interface LedgerFunctions {
 }
 
 async function runKeyed<T> (sequelize: Sequelize, sql: string, bind: unknown[], parse: (json: unknown) => T): Promise<Keyed<T>> {
-  const rows = await sequelize.query<KeyedRow>(sql, { bind, type: QueryTypes.SELECT, raw: true })
+  // boundedQuery: behind PgBouncer its timeouts travel with it (LOCAL, same round trip), as the hot path's do.
+  const rows = await boundedQuery<KeyedRow>(sequelize, sql, bind)
   return toKeyed(rows[0], parse)
 }
 

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { build, strategies } from '../helper.js'
 
@@ -97,6 +98,69 @@ t.test('db_lock_waiters shows sessions queued on a hot row', async (t) => {
   await holder.commit()
   t.equal(waiters, 3, `three changes wait on the advisory lock of user 1 (${db.name})`)
   t.same((await Promise.all(waiting)).map((res) => res.statusCode), [200, 200, 200])
+})
+
+/** The lock-waiter queries scrapes sent so far, by result (answered, late, failed), read without a scrape. */
+async function lockQueries (app: FastifyInstance): Promise<{ answered: number, late: number, failed: number }> {
+  const metric = await app.metrics.registry.getSingleMetric('db_lock_waiter_queries_total')!.get()
+  const count = (result: string): number => metric.values.find((v) => v.labels.result === result)?.value ?? 0
+  return { answered: count('answered'), late: count('late'), failed: count('failed') }
+}
+
+/** Every connection of the app's pool, taken and held: until released, a pooled query waits. */
+async function holdWholePool (app: FastifyInstance): Promise<{ release: () => void }> {
+  const manager = app.sequelize.connectionManager
+  const max = app.config.DB_POOL_MAX
+  const held = await Promise.all(Array.from({ length: max }, async () => await manager.getConnection({ type: 'write' })))
+  let released = false
+  const release = (): void => {
+    if (released) return
+    released = true
+    for (const connection of held) manager.releaseConnection(connection)
+  }
+  return { release }
+}
+
+t.test('concurrent scrapes share one lock-waiter query on a pooled connection', async (t) => {
+  const { app } = await build(t)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+  t.same(await lockQueries(app), { answered: 2, late: 0, failed: 0 }, 'one query per scrape when scrapes come one at a time')
+  // With the whole pool taken, the first scrape's query waits for a connection and the other scrapes arrive meanwhile.
+  const pool = await holdWholePool(app)
+  t.teardown(pool.release)
+  const scrapes = Array.from({ length: 50 }, async () => await app.inject('/metrics'))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  pool.release()
+  const answers = await Promise.all(scrapes)
+  t.same([...new Set(answers.map((res) => res.statusCode))], [200], '50 concurrent scrapes: all 200')
+  t.same([...new Set(answers.map((res) => /^db_lock_waiters\{wait_event="advisory"\} (\d+)$/m.exec(res.body)?.[1]))], ['0'], 'each shows the gauge')
+  t.same(await lockQueries(app), { answered: 3, late: 0, failed: 0 }, 'the 50 scrapes sent one query between them')
+})
+
+t.test('a scrape finding no free pooled connection answers within about 1 s with the last value', async (t) => {
+  const { app } = await build(t)
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+  t.same(await lockQueries(app), { answered: 1, late: 0, failed: 0 }, 'a first scrape, answered')
+  const pool = await holdWholePool(app)
+  t.teardown(pool.release)
+  const started = performance.now()
+  const first = await app.inject('/metrics')
+  const waited = performance.now() - started
+  t.equal(first.statusCode, 200)
+  t.ok(waited >= 950 && waited < 2_000, `answered after the 1 s wait, not the pool's acquire timeout (${Math.round(waited)} ms)`)
+  t.match(first.body, /^db_lock_waiters\{wait_event="advisory"\} 0$/m, 'the last value is kept')
+  // That query still waits in the pool's queue: a scrape now does not queue a second one behind it.
+  const quick = performance.now()
+  t.equal((await app.inject('/metrics')).statusCode, 200)
+  t.ok(performance.now() - quick < 500, `the next scrape answers at once (${Math.round(performance.now() - quick)} ms)`)
+  pool.release()
+  // The late query now gets its connection and ends; until it has, scrapes keep the last value without a query.
+  for (let attempt = 0; attempt < 40 && (await lockQueries(app)).answered < 2; attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    t.equal((await app.inject('/metrics')).statusCode, 200)
+  }
+  t.same(await lockQueries(app), { answered: 2, late: 1, failed: 0 }, 'one late query while the pool was taken, none queued after it; then answered again')
 })
 
 t.test('METRICS_ENABLED=false serves no /metrics', async (t) => {

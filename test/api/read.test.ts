@@ -11,10 +11,13 @@ t.test('GET /api/users/:id', async (t) => {
   t.equal(body.balance, 10000)
   t.ok(!Number.isNaN(Date.parse(body.createdAt)) && !Number.isNaN(Date.parse(body.updatedAt)), 'ISO timestamps')
 
-  await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -100 } })
+  // Timestamps travel in milliseconds: let the clock (the one PostgreSQL reads too) pass the seed's before the change.
+  while (Date.now() <= Date.parse(body.updatedAt)) await new Promise((resolve) => setTimeout(resolve, 1))
+  t.equal((await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -100 } })).statusCode, 200)
   const after = await app.inject({ method: 'GET', url: '/api/users/1' })
   t.equal(after.json().balance, 9900)
-  t.ok(Date.parse(after.json().updatedAt) >= Date.parse(body.updatedAt), 'updatedAt moves on a change')
+  t.ok(Date.parse(after.json().updatedAt) > Date.parse(body.updatedAt), `updatedAt moves on a change (${body.updatedAt} → ${after.json().updatedAt})`)
+  t.equal(after.json().createdAt, body.createdAt, 'createdAt does not')
 
   const missing = await app.inject({ method: 'GET', url: '/api/users/2' })
   t.equal(missing.statusCode, 404)

@@ -58,7 +58,10 @@ t.test('primary node killed under keyed load: nothing acknowledged lost, every k
   t.equal(summary.operations.unknownReconciled, 0, 'every key converged: executed exactly once or refused, none unknown')
   t.equal(summary.http.fiveHundreds.other, 0, 'no 500')
   const outage = (failover?.unavailable503 ?? 0) + (failover?.connectionErrors ?? 0)
-  t.ok(outage === 0 || (failover?.serviceRecoveredS !== null && failover?.serviceRecoveredS !== undefined), 'the service acknowledged writes again after the outage, without a restart')
+  // Writers never stop, so a primary gone for seconds is felt; a run that saw no outage did not test recovery.
+  t.ok(outage > 0, `the kill was felt: ${failover?.unavailable503} × 503, ${failover?.connectionErrors} connection errors`)
+  const recoveredS = failover?.serviceRecoveredS
+  t.ok(typeof recoveredS === 'number' && recoveredS > 0 && recoveredS < LOAD_SECONDS, `a write sent after the first failed one was acknowledged ${recoveredS} s after the kill, without a restart`)
   t.equal(summary.faults.instanceKills + summary.faults.unexpectedInstanceExits, 0, 'no instance was restarted or exited')
   t.equal(summary.totals.actual, summary.totals.expected, 'total = initial + acknowledged deposits − withdrawals')
   t.ok(summary.books.checkerOk, 'books check passes on the final primary')

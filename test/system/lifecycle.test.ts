@@ -2,11 +2,13 @@ import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
+import pg from 'pg'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { createThrowawayDatabase } from '../../src/tooling/throwaway-database.js'
 import { migrations } from '../../db/migrations/index.js'
 import { books, build, buildBehindProxy, sql, testConfig } from '../helper.js'
+import { waitFor } from '../support/load.js'
 
 t.test('a restart keeps balances; migrations and seeders re-run as no-ops', async (t) => {
   const db = await createThrowawayDatabase('restart')
@@ -40,17 +42,27 @@ t.test('several instances booting together on one fresh database all come up', a
 })
 
 t.test('PostgreSQL unreachable: 503 promptly, then recovery without a restart', async (t) => {
-  const { app, proxy } = await buildBehindProxy(t, 'unreachable', { DB_CONNECT_TIMEOUT_MS: '1000', DB_ACQUIRE_TIMEOUT_MS: '3000' })
+  const { app, db, proxy } = await buildBehindProxy(t, 'unreachable', { DB_CONNECT_TIMEOUT_MS: '1000', DB_ACQUIRE_TIMEOUT_MS: '3000' })
 
   t.equal((await app.inject({ method: 'GET', url: '/api/health' })).statusCode, 200)
 
-  // Requests in flight when the connection breaks get their real answer or 503, never a 500.
+  // Requests in flight when the connection breaks get 503, never a 500. To be sure the cut lands while they are in
+  // flight, user 1's advisory lock is held (straight to PostgreSQL, not through the proxy) until the cut has answered:
+  // the first change waits on it in PostgreSQL, the others behind it in the service.
+  const holder = new pg.Client({ connectionString: db.url })
+  holder.on('error', () => {})
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('SELECT pg_advisory_lock(1)')
   const inFlight = Array.from({ length: 50 }, async () => await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId: 1, amount: -1 } }))
+  const waited = await waitFor(async () => (await holder.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = \'Lock\' AND application_name = \'balance-api\'')).rows[0]!.n > 0, 10_000, 20)
+  t.ok(waited >= 0, 'a change waits on user 1\'s lock in PostgreSQL when the connection breaks')
   await proxy.cut()
   const answers = await Promise.all(inFlight)
+  await holder.query('SELECT pg_advisory_unlock(1)')
   const statuses = answers.map((res) => res.statusCode)
-  t.ok(statuses.every((status) => status === 200 || status === 503), `in-flight answers are 200 or 503: ${[...new Set(statuses)].join(',')}`)
-  for (const res of answers.filter((r) => r.statusCode === 503)) t.equal(res.json().code, 'DB_UNAVAILABLE')
+  t.same([...new Set(answers.map((res) => `${res.statusCode} ${String(res.json().code)}`))], ['503 DB_UNAVAILABLE'], 'every change in flight when the connection broke: 503 DB_UNAVAILABLE')
 
   const started = Date.now()
   const health = await app.inject({ method: 'GET', url: '/api/health' })

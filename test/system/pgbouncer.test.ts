@@ -6,7 +6,8 @@ import { PGBOUNCER } from '../../src/tooling/pgbouncer.js'
 import { behindPgBouncer } from '../support/behind-pgbouncer.js'
 
 // The service behind a stock PgBouncer 1.18 in transaction mode (ignore_startup_parameters = extra_float_digits only):
-// it starts, changes balances, and its timeouts still apply on the server connections PgBouncer hands it.
+// it starts, changes balances, its timeouts apply to every statement it sends (set LOCAL in the same round trip,
+// whatever server connection PgBouncer hands it), and it leaves the settings of its role and of other sessions alone.
 
 const TIMEOUT_MS = 1000
 /** pg's client-side bound is TIMEOUT_MS + 2 s: an answer before it came from PostgreSQL's own timeout. */
@@ -28,14 +29,26 @@ async function holder (url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url })
   client.on('error', () => {})
   await client.connect()
-  // This session is of the service's role in its database: the role defaults written at boot apply to it too.
-  await client.query('SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = 0')
   return client
+}
+
+const TIMEOUTS_SQL = 'SELECT current_setting(\'statement_timeout\') AS s, current_setting(\'lock_timeout\') AS l, current_setting(\'idle_in_transaction_session_timeout\') AS i'
+
+/** The three timeouts a new session of the service's role sees at `url`, with nothing of its own set. */
+async function sessionTimeouts (url: string): Promise<Record<string, string>> {
+  const client = new pg.Client({ connectionString: url })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    return { ...(await client.query(TIMEOUTS_SQL)).rows[0] }
+  } finally {
+    await client.end()
+  }
 }
 
 t.test('behind PgBouncer (transaction mode): starts, changes, and a lock held elsewhere is a prompt 503', async (t) => {
   if (!haveSystemTools(t, [PGBOUNCER])) return
-  const { db, apps, bases } = await behindPgBouncer(t, 'pgb_locks', { env: { DB_STATEMENT_TIMEOUT_MS: String(TIMEOUT_MS) } })
+  const { db, bouncer, apps, bases } = await behindPgBouncer(t, 'pgb_locks', { env: { DB_STATEMENT_TIMEOUT_MS: String(TIMEOUT_MS) } })
   const [app] = apps
   const [base] = bases
 
@@ -48,6 +61,11 @@ t.test('behind PgBouncer (transaction mode): starts, changes, and a lock held el
   const many = await Promise.all(Array.from({ length: 200 }, async (_, i) =>
     await send(base!, 'PATCH', '/api/balance', { userId: 1, amount: i % 2 === 0 ? 1 : -1 })))
   t.same(many.map((a) => a.status).filter((s) => s !== 200), [], '200 concurrent changes, all 200')
+  // The history's values (user, cursor, limit) travel inlined as literals behind the pooler: two pages, keyset-exact.
+  const page1 = await send(base!, 'GET', '/api/users/1/transactions?limit=150', undefined)
+  const page2 = await send(base!, 'GET', `/api/users/1/transactions?limit=150&before=${String(page1.body.nextCursor)}`, undefined)
+  const ids = [...(page1.body.items as Array<{ id: number }>), ...(page2.body.items as Array<{ id: number }>)].map((item) => item.id)
+  t.same([page1.status, page2.status, ids.length, new Set(ids).size, page2.body.nextCursor], [200, 200, 202, 202, null], 'the whole history in two pages through PgBouncer: 202 entries, none twice')
 
   const direct = await holder(db.url)
   t.teardown(async () => { await direct.end() })
@@ -81,12 +99,36 @@ t.test('behind PgBouncer (transaction mode): starts, changes, and a lock held el
     }
   })
 
-  t.test('reads and other Sequelize work run under the role defaults', async (t) => {
-    // The hot path sets its timeouts LOCAL per call; everything else runs under ALTER ROLE … IN DATABASE … SET,
-    // written at boot (src/db/pooler.ts). Ask several pooled connections, i.e. several server connections.
-    const seen = await Promise.all(Array.from({ length: 10 }, async () => await sql<{ s: string, l: string, i: string }>(app!,
-      'SELECT current_setting(\'statement_timeout\') AS s, current_setting(\'lock_timeout\') AS l, current_setting(\'idle_in_transaction_session_timeout\') AS i')))
-    t.same([...new Set(seen.map(([row]) => JSON.stringify(row)))], [JSON.stringify({ s: '1s', l: '1s', i: '1s' })], 'every server connection has the three timeouts')
+  t.test('the users table locked by another transaction: reads and user creation answer 503 at the timeout', async (t) => {
+    await direct.query('BEGIN')
+    await direct.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+    try {
+      const answers = {
+        'GET /api/users/1': await send(base!, 'GET', '/api/users/1', undefined),
+        'GET /api/users/1/transactions': await send(base!, 'GET', '/api/users/1/transactions', undefined),
+        'POST /api/users': await send(base!, 'POST', '/api/users', { balance: 7 }),
+        'POST /api/users (keyed)': await send(base!, 'POST', '/api/users', { balance: 7 }, 'locked-create'),
+      }
+      for (const [name, answer] of Object.entries(answers)) {
+        t.same([answer.status, answer.body.code], [503, 'DB_UNAVAILABLE'], `${name}: 503 DB_UNAVAILABLE`)
+        t.ok(answer.ms < SERVER_TIMEOUT_BOUND_MS, `${name}: answered by PostgreSQL's own timeout (${Math.round(answer.ms)} ms), not the client-side guard`)
+      }
+    } finally {
+      await direct.query('ROLLBACK')
+    }
+    const [users] = await sql<{ n: number }>(app!, 'SELECT count(*)::int AS n FROM users')
+    t.equal(users!.n, 2, 'no user was created after the lock was gone (user 1 and the one created above)')
+  })
+
+  t.test('the role\'s settings and other sessions of the role are left alone', async (t) => {
+    const [settings] = await sql<{ n: number }>(app!, `SELECT count(*)::int AS n FROM pg_db_role_setting
+      WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+    t.equal(settings!.n, 0, 'no per-role or per-database defaults in pg_db_role_setting for this database')
+    const untouched = { s: '0', l: '0', i: '0' }
+    t.same(await sessionTimeouts(db.url), untouched, 'a new session of the same role, straight to PostgreSQL: no timeouts')
+    // Through PgBouncer a client gets one of the server connections the service used: LOCAL settings left nothing there.
+    const throughPooler = await Promise.all(Array.from({ length: 5 }, async () => await sessionTimeouts(bouncer.via(db.url))))
+    t.same(throughPooler, Array.from({ length: 5 }, () => untouched), 'sessions through PgBouncer on the service\'s server connections: no timeouts')
   })
 
   t.test('after the locks are gone', async (t) => {
