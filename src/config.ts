@@ -56,6 +56,12 @@ export const EnvSchema = Type.Object({
     default: 24,
     description: 'Idempotency keys are kept at least this long (then forgotten: the same key runs as new)',
   }),
+  IDEMPOTENCY_MAX_KEYS: Type.Integer({
+    minimum: 1000,
+    maximum: 1_000_000_000,
+    default: 10_000_000,
+    description: 'Most idempotency keys kept at once (PostgreSQL\'s live-row estimate); past it a new keyed write is 503 OVERLOADED',
+  }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Optional(Type.Boolean({
     description: 'true: human-readable lines (pino-pretty); false: JSON lines; unset: pretty when stdout is a terminal',

@@ -112,6 +112,7 @@ export class BalanceService {
 
   /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
+    await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
     const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
@@ -120,12 +121,14 @@ export class BalanceService {
   async transfer (request: TransferRequest, key?: string): Promise<Answer<AppliedTransfer>> {
     // Refused before the database: bad input changes nothing and is never kept under a key.
     if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
+    if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
     const keyed = await this.guard(async () => await this.strategy.transfer(request, claim), writeKind(key))
     return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
   }
 
   async createUser (request: { balance: number }, key?: string): Promise<Answer<UserView>> {
+    if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
     const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim), writeKind(key))
     return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { DomainError, IdempotencyKeyReusedError } from '../domain/errors.js'
 import type { IdempotencyClaim, Keyed } from '../strategies/types.js'
+import type { KeyStoreBudget } from './key-store-budget.js'
 
 /**
  * Idempotency keys (CONTRACT "Idempotency"), the service side. The database side is db/migrations/0004:
@@ -33,8 +34,13 @@ export function fingerprint (operation: Operation, values: ReadonlyArray<number 
 export class Idempotency {
   private readonly ttlSeconds: number
 
-  constructor (ttlHours: number) {
+  constructor (ttlHours: number, private readonly budget?: KeyStoreBudget) {
     this.ttlSeconds = ttlHours * 3600
+  }
+
+  /** Before a keyed write: refused with OVERLOADED when the key table is at its bound (IDEMPOTENCY_MAX_KEYS). */
+  async admit (): Promise<void> {
+    await this.budget?.admit()
   }
 
   claim (key: string, operation: Operation, values: ReadonlyArray<number | string>): IdempotencyClaim {

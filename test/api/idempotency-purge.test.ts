@@ -3,7 +3,8 @@ import t from 'tap'
 import { MAX_BALANCE, MIN_BALANCE } from '../../src/domain/money.js'
 import { IDEMPOTENCY_PURGE_LIMIT, fingerprint } from '../../src/services/idempotency.js'
 import { BATCH_CHANGE_SQL } from '../../src/strategies/batch.js'
-import { build, sql } from '../helper.js'
+import { KEY_COUNT_REFRESH_MS } from '../../src/services/key-store-budget.js'
+import { books, build, sql } from '../helper.js'
 import { assertBooksBalance, newUser } from '../support/ledger.js'
 
 // The purge of expired idempotency keys must never take part in a deadlock. Keyed batches claim their keys in sorted
@@ -73,4 +74,35 @@ t.test('one keyed write purges at most the limit of expired keys, and only expir
     count(*) FILTER (WHERE expires_at > now()) AS live FROM idempotency_keys`)
   t.equal(Number(left!.expired), PURGE_LIMIT * 2, 'exactly the limit purged')
   t.equal(Number(left!.live), 2, 'live keys kept: the one written now and the other')
+})
+
+t.test('the key table is bounded: past IDEMPOTENCY_MAX_KEYS a new keyed write is 503 OVERLOADED, nothing applied', async (t) => {
+  const { app } = await build(t, { env: { IDEMPOTENCY_MAX_KEYS: '1000' } })
+  const userId = await newUser(app, 10)
+  const keyed = async (key: string, amount = 1): Promise<{ status: number, body: Record<string, unknown>, retryAfter: unknown }> => {
+    const res = await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId, amount }, headers: { 'idempotency-key': key } })
+    return { status: res.statusCode, body: res.json(), retryAfter: res.headers['retry-after'] }
+  }
+  t.equal((await keyed('under-the-bound')).status, 200, 'under the bound: applied')
+
+  // 1,200 live keys (of unknown users, say), counted in PostgreSQL's statistics at once.
+  await sql(app, `INSERT INTO idempotency_keys (key, request_fingerprint, result, expires_at)
+    SELECT 'live-' || i, 'x', '{}'::jsonb, now() + interval '1 hour' FROM generate_series(1, 1200) i`)
+  await sql(app, 'SELECT pg_stat_force_next_flush()')
+  await new Promise((resolve) => setTimeout(resolve, KEY_COUNT_REFRESH_MS + 100))
+  const before = await books(app, userId)
+  const full = await keyed('over-the-bound')
+  t.equal(full.status, 503)
+  t.match(full.body, { statusCode: 503, code: 'OVERLOADED', message: /IDEMPOTENCY_MAX_KEYS/ })
+  t.equal(full.retryAfter, '60', 'Retry-After')
+  t.same(await books(app, userId), before, 'nothing applied')
+  const [stored] = await sql<{ n: string }>(app, "SELECT count(*) AS n FROM idempotency_keys WHERE key = 'over-the-bound'")
+  t.equal(Number(stored!.n), 0, 'the refused key was not stored: a retry later runs it')
+  const keyless = await app.inject({ method: 'PATCH', url: '/api/balance', payload: { userId, amount: 1 } })
+  t.equal(keyless.statusCode, 200, 'keyless writes go on')
+
+  // Expired keys make room: the full purge deletes them and the write goes through.
+  await sql(app, "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key LIKE 'live-%'")
+  const after = await keyed('after-expiry')
+  t.equal(after.status, 200, 'after the keys expired: applied')
 })

@@ -16,6 +16,7 @@ t.test('defaults', async (t) => {
     GROUP_COMMIT: 'on',
     GROUP_COMMIT_MAX_BATCH: 512,
     IDEMPOTENCY_TTL_HOURS: 24,
+    IDEMPOTENCY_MAX_KEYS: 10_000_000,
     LOG_LEVEL: 'info',
     METRICS_AUTH: 'token',
     DOCS_AUTH: 'token',
