@@ -7,6 +7,7 @@ import { isDatabaseUnavailable } from '../db/errors.js'
 import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
+import { Gate, SingleFlight, overloaded } from './admission.js'
 
 export interface AppliedChange {
   userId: number
@@ -77,6 +78,17 @@ export interface BalanceObserver extends BatchObserver {
 }
 
 /**
+ * What bounds the service's use of the pool: reads pass a gate of their own (below the pool's size, so writes always
+ * have a connection left); a write is refused while the pool's wait queue already holds `maxPoolWaiting`.
+ */
+export interface ServiceAdmission {
+  reads: Gate
+  /** Requests now waiting for a pooled connection. */
+  poolWaiting: () => number
+  maxPoolWaiting: number
+}
+
+/**
  * The one interface routes use: change, transfer, create, read, health. It picks nothing itself: the strategy and
  * the idempotency settings are given. Refused outcomes become typed domain errors; a lost database becomes
  * DatabaseUnavailableError.
@@ -86,7 +98,11 @@ export class BalanceService {
     private readonly sequelize: Sequelize,
     readonly strategy: BalanceStrategy,
     private readonly idempotency: Idempotency,
+    private readonly admission: ServiceAdmission,
   ) {}
+
+  /** Concurrent health checks share one `SELECT 1`: a flood of them holds one connection, never a queue. */
+  private readonly health = new SingleFlight(async () => await this.pingDatabase())
 
   private observer: BalanceObserver | undefined
 
@@ -99,7 +115,7 @@ export class BalanceService {
   /** The keyless hot path: exactly the strategy's one statement. */
   async change (request: ChangeRequest): Promise<AppliedChange> {
     const result = this.observer === undefined
-      ? await this.guard(async () => await this.strategy.change(request))
+      ? await this.write(async () => await this.strategy.change(request))
       : await this.observed(this.observer, request)
     return renderChange(request, result)
   }
@@ -107,7 +123,7 @@ export class BalanceService {
   /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim))
+    const keyed = await this.write(async () => await this.strategy.changeKeyed(request, claim))
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
   }
 
@@ -115,18 +131,18 @@ export class BalanceService {
     // Refused before the database: bad input changes nothing and is never kept under a key.
     if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.transfer(request, claim))
+    const keyed = await this.write(async () => await this.strategy.transfer(request, claim))
     return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
   }
 
   async createUser (request: { balance: number }, key?: string): Promise<Answer<UserView>> {
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
-    const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim))
+    const keyed = await this.write(async () => await createUser(this.sequelize, request.balance, claim))
     return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))
   }
 
   async getUser (id: number): Promise<UserView> {
-    const user = await this.guard(async () => await readUser(this.sequelize, id))
+    const user = await this.read(async () => await readUser(this.sequelize, id))
     if (user === null) throw new UserNotFoundError(id)
     return user
   }
@@ -135,7 +151,7 @@ export class BalanceService {
   async history (userId: number, page: { limit: number, before?: string }): Promise<HistoryPage> {
     const beforeId = page.before === undefined ? undefined : decodeCursor(page.before)
     // One row more than asked tells whether an older page exists, without a count.
-    const rows = await this.guard(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1))
+    const rows = await this.read(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1))
     if (rows === null) throw new UserNotFoundError(userId)
     const items = rows.slice(0, page.limit)
     const last = items.at(-1)
@@ -144,6 +160,10 @@ export class BalanceService {
 
   /** True when PostgreSQL answers a trivial query. */
   async isDatabaseUp (): Promise<boolean> {
+    return await this.health.run()
+  }
+
+  private async pingDatabase (): Promise<boolean> {
     try {
       await this.sequelize.query('SELECT 1')
       return true
@@ -156,13 +176,24 @@ export class BalanceService {
   private async observed (observer: BalanceObserver, request: ChangeRequest): Promise<ChangeOutcome> {
     const started = performance.now()
     try {
-      const result = await this.guard(async () => await this.strategy.change(request))
+      const result = await this.write(async () => await this.strategy.change(request))
       observer.changeFinished(this.strategy.name, result.outcome, (performance.now() - started) / 1000)
       return result
     } catch (error) {
       observer.changeFinished(this.strategy.name, error instanceof DatabaseUnavailableError ? 'db_unavailable' : 'error', (performance.now() - started) / 1000)
       throw error
     }
+  }
+
+  /** A write: refused at once, before anything is sent, while the pool's wait queue is full. */
+  private async write<T> (work: () => Promise<T>): Promise<T> {
+    if (this.admission.poolWaiting() >= this.admission.maxPoolWaiting) throw overloaded('the database pool queue is full')
+    return await this.guard(work)
+  }
+
+  /** A read: through the read gate, so that reads can never hold every pooled connection. */
+  private async read<T> (work: () => Promise<T>): Promise<T> {
+    return await this.admission.reads.run(async () => await this.guard(work))
   }
 
   /** Runs database work; a connection-level failure becomes DatabaseUnavailableError, anything else stays a bug. */
