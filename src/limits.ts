@@ -1,7 +1,7 @@
 /**
- * Every explicit limit the HTTP side of the service enforces, in one place (TIGER_STYLE: nothing unbounded).
+ * Every explicit limit the HTTP side of the service enforces, in one place: nothing is unbounded.
  * Wired in by src/app.ts (Fastify and Node's http.Server options) and src/server.ts (listen, shutdown).
- * Database limits (pool, timeouts) are configuration: see src/config.ts.
+ * Database limits (pool, its queue and deadlines, the read gate, group-commit lanes) are configuration: see src/config.ts.
  */
 export const limits = {
   /** Request bodies are a few small integers; anything larger is not a client of ours (413 FST_ERR_CTP_BODY_TOO_LARGE). */

@@ -27,10 +27,6 @@ export class Gate {
 
   constructor (private readonly name: string, private readonly limits: GateLimits) {}
 
-  get waiting (): number {
-    return this.queue.length
-  }
-
   async run<T> (work: () => Promise<T>): Promise<T> {
     if (this.running >= this.limits.concurrency) await this.turn()
     else this.running += 1
