@@ -60,7 +60,8 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     maxRequestsPerSocket: limits.maxRequestsPerSocket,
-    http: { maxHeaderSize: limits.maxHeaderBytes },
+    // Passed to http.createServer: the headers timeout and the interval of Node's check must be set at creation.
+    http: { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.connectionsCheckingIntervalMs },
     forceCloseConnections: 'idle',
     // While closing, a request on an already accepted connection is still served (with `connection: close`)
     // rather than answered 503: its database is open until every connection has ended.
@@ -72,7 +73,6 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.server.maxConnections = limits.maxConnections
   app.server.maxHeadersCount = limits.maxHeadersCount
-  app.server.headersTimeout = limits.headersTimeoutMs
   if (options.onRoute !== undefined) app.addHook('onRoute', options.onRoute)
 
   // JSON only: a text/plain body is refused with 415 instead of being parsed as a string.

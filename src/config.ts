@@ -33,6 +33,29 @@ export const EnvSchema = Type.Object({
     default: 60000,
     description: 'Longest wait for a pooled connection before 503 (a 10k burst queues here)',
   }),
+  DB_POOL_MAX_WAITING: Type.Integer({
+    minimum: 1,
+    maximum: 100000,
+    default: 16384,
+    description: 'Most requests waiting for a pooled connection; a write past it is refused at once (503 OVERLOADED)',
+  }),
+  DB_READ_CONCURRENCY: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 99,
+    description: 'Most reads (user, history, health) on the pool at once; below DB_POOL_MAX, so reads never take every connection from writes; unset: a third of DB_POOL_MAX (at least 1)',
+  })),
+  DB_READ_MAX_WAITING: Type.Integer({
+    minimum: 1,
+    maximum: 100000,
+    default: 1000,
+    description: 'Most reads waiting for a read slot; more are refused at once (503 OVERLOADED)',
+  }),
+  DB_READ_WAIT_TIMEOUT_MS: Type.Integer({
+    minimum: 1,
+    maximum: 600000,
+    default: 5000,
+    description: 'Longest a read waits for a read slot before 503 OVERLOADED',
+  }),
   DB_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 10000 }),
   DB_POOLER: Type.Enum(['none', 'pgbouncer-transaction'], {
@@ -49,6 +72,24 @@ export const EnvSchema = Type.Object({
     maximum: MAX_BATCH_LIMIT,
     default: 512,
     description: 'Most changes one group-commit transaction carries',
+  }),
+  GROUP_COMMIT_MAX_WAITING_PER_USER: Type.Integer({
+    minimum: 1,
+    maximum: 1000000,
+    default: 16384,
+    description: 'Most changes waiting for one user\'s next batch; more are refused at once (503 OVERLOADED)',
+  }),
+  GROUP_COMMIT_MAX_WAITING: Type.Integer({
+    minimum: 1,
+    maximum: 1000000,
+    default: 32768,
+    description: 'Most changes waiting for a batch over all users; more are refused at once (503 OVERLOADED)',
+  }),
+  GROUP_COMMIT_WAIT_TIMEOUT_MS: Type.Integer({
+    minimum: 1,
+    maximum: 600000,
+    default: 30000,
+    description: 'Longest a change waits for its batch; past it, 503 OVERLOADED and it is never applied',
   }),
   IDEMPOTENCY_TTL_HOURS: Type.Integer({
     minimum: 1,
@@ -98,12 +139,23 @@ export function loadConfig (source: Record<string, unknown> = process.env, readD
   // The process environment wins over .env, as everywhere else; an empty value counts as unset.
   const merged = { ...(readDotenv ? readDotenvFile() : {}), ...source }
   const data = Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== '' && value !== undefined))
+  let config: Config
   try {
-    return envSchema<Config>({ schema: EnvSchema, data, env: false, dotenv: false })
+    config = envSchema<Config>({ schema: EnvSchema, data, env: false, dotenv: false })
   } catch (error) {
     // env-schema says e.g. "env/PORT must be integer": name the variable plainly.
     throw new Error(`Invalid configuration: ${(error as Error).message.replace(/env\//g, '')}`, { cause: error })
   }
+  // Reads are capped below the pool so that writes always have a connection left.
+  if (config.DB_READ_CONCURRENCY !== undefined && config.DB_READ_CONCURRENCY >= config.DB_POOL_MAX) {
+    throw new Error(`Invalid configuration: DB_READ_CONCURRENCY (${config.DB_READ_CONCURRENCY}) must be below DB_POOL_MAX (${config.DB_POOL_MAX})`)
+  }
+  return config
+}
+
+/** Reads on the pool at once: DB_READ_CONCURRENCY, or a third of the pool, so that two thirds stay for writes. */
+export function readConcurrency (config: Config): number {
+  return config.DB_READ_CONCURRENCY ?? Math.max(1, Math.floor(config.DB_POOL_MAX / 3))
 }
 
 function readDotenvFile (path = '.env'): Record<string, string> {

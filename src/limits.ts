@@ -1,7 +1,7 @@
 /**
- * Every explicit limit the HTTP side of the service enforces, in one place (TIGER_STYLE: nothing unbounded).
+ * Every explicit limit the HTTP side of the service enforces, in one place: nothing is unbounded.
  * Wired in by src/app.ts (Fastify and Node's http.Server options) and src/server.ts (listen, shutdown).
- * Database limits (pool, timeouts) are configuration: see src/config.ts.
+ * Database limits (pool, its queue and deadlines, the read gate, group-commit lanes) are configuration: see src/config.ts.
  */
 export const limits = {
   /** Request bodies are a few small integers; anything larger is not a client of ours (413 FST_ERR_CTP_BODY_TOO_LARGE). */
@@ -18,10 +18,25 @@ export const limits = {
   listenBacklog: 16384,
   /** Sockets open at once; above it new ones are closed. Sized for the 10k burst plus headroom, under a 20k fd limit. */
   maxConnections: 15000,
-  /** Time to receive a request's headers; a slow-loris client is cut off after it (Node's default 60 s). */
-  headersTimeoutMs: 60_000,
-  /** A whole request, from first byte to reply. Longer than the slowest burst queue (a 10k burst takes seconds). */
+  /**
+   * Time to receive a request's headers; a client that sends none (or too slowly) is cut off after it. Node's default
+   * 60 s, checked every 30 s, let 15,000 idle sockets hold every connection slot for 90 s. A real client sends its
+   * headers in one packet: 10 s is far more than a burst of 10,000 sockets needs on a loaded 2-core box.
+   */
+  headersTimeoutMs: 10_000,
+  /**
+   * How often Node looks for sockets past headersTimeoutMs or requestTimeoutMs (Node's default 30 s): an idle socket
+   * is closed within headersTimeoutMs + this. One pass over the open sockets, in C++, each time.
+   */
+  connectionsCheckingIntervalMs: 1_000,
+  /**
+   * A whole request, from first byte to reply (Node answers 408 past it). Longer than the longest the service itself
+   * lets a change wait (GROUP_COMMIT_WAIT_TIMEOUT_MS + DB_ACQUIRE_TIMEOUT_MS + the statement timeout), so the
+   * service answers first, with what really happened.
+   */
   requestTimeoutMs: 120_000,
+  /** `Retry-After` (seconds) on a 503 OVERLOADED: past a full queue or a deadline, nothing was applied. */
+  overloadRetryAfterSeconds: 1,
   /** Idle keep-alive sockets are closed after this. */
   keepAliveTimeoutMs: 5_000,
   /** Requests served on one keep-alive socket before it is closed; 0 = unlimited. */

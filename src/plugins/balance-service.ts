@@ -1,5 +1,7 @@
 import fp from 'fastify-plugin'
+import { readConcurrency } from '../config.js'
 import { BalanceService } from '../services/balance-service.js'
+import { Gate } from '../services/admission.js'
 import { Idempotency } from '../services/idempotency.js'
 import { KeyStoreBudget } from '../services/key-store-budget.js'
 import { createStrategy } from '../strategies/index.js'
@@ -18,7 +20,25 @@ declare module 'fastify' {
 export default fp(async function balanceService (fastify) {
   const { config, sequelize } = fastify
   const single = createStrategy(config.BALANCE_STRATEGY, sequelize)
-  const strategy = config.GROUP_COMMIT === 'on' ? withGroupCommit(single, sequelize, config.GROUP_COMMIT_MAX_BATCH) : single
-  fastify.decorate('balanceService', new BalanceService(sequelize, strategy, new Idempotency(config.IDEMPOTENCY_TTL_HOURS, new KeyStoreBudget(sequelize, config.IDEMPOTENCY_MAX_KEYS))))
+  const strategy = config.GROUP_COMMIT === 'on'
+    ? withGroupCommit(single, sequelize, {
+      maxBatch: config.GROUP_COMMIT_MAX_BATCH,
+      maxWaitingPerUser: config.GROUP_COMMIT_MAX_WAITING_PER_USER,
+      maxWaiting: config.GROUP_COMMIT_MAX_WAITING,
+      waitTimeoutMs: config.GROUP_COMMIT_WAIT_TIMEOUT_MS,
+    })
+    : single
+  const reads = new Gate('read', {
+    concurrency: readConcurrency(config),
+    maxWaiting: config.DB_READ_MAX_WAITING,
+    waitTimeoutMs: config.DB_READ_WAIT_TIMEOUT_MS,
+  })
+  // sequelize-pool counts its pending acquires; Sequelize does not type its pool.
+  const pool = (): { waiting: number } | undefined => (sequelize.connectionManager as unknown as { pool?: { waiting: number } }).pool
+  fastify.decorate('balanceService', new BalanceService(sequelize, strategy, new Idempotency(config.IDEMPOTENCY_TTL_HOURS, new KeyStoreBudget(sequelize, config.IDEMPOTENCY_MAX_KEYS)), {
+    reads,
+    poolWaiting: () => pool()?.waiting ?? 0,
+    maxPoolWaiting: config.DB_POOL_MAX_WAITING,
+  }))
   fastify.log.info({ strategy: strategy.name, groupCommit: config.GROUP_COMMIT, maxBatch: config.GROUP_COMMIT_MAX_BATCH }, 'balance strategy selected')
 }, { name: 'balance-service', dependencies: ['config', 'database', 'migrations'] })

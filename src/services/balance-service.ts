@@ -9,6 +9,7 @@ import { boundedQuery } from '../db/pooler.js'
 import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
 import type { Answer, Idempotency } from './idempotency.js'
+import { Gate, SingleFlight, overloaded } from './admission.js'
 
 export interface AppliedChange {
   userId: number
@@ -83,6 +84,17 @@ export interface BalanceObserver extends BatchObserver {
 }
 
 /**
+ * What bounds the service's use of the pool: reads pass a gate of their own (below the pool's size, so writes always
+ * have a connection left); a write is refused while the pool's wait queue already holds `maxPoolWaiting`.
+ */
+export interface ServiceAdmission {
+  reads: Gate
+  /** Requests now waiting for a pooled connection. */
+  poolWaiting: () => number
+  maxPoolWaiting: number
+}
+
+/**
  * The one interface routes use: change, transfer, create, read, health. It picks nothing itself: the strategy and
  * the idempotency settings are given. Refused outcomes become typed domain errors; a lost database becomes
  * DatabaseUnavailableError.
@@ -92,7 +104,11 @@ export class BalanceService {
     private readonly sequelize: Sequelize,
     readonly strategy: BalanceStrategy,
     private readonly idempotency: Idempotency,
+    private readonly admission: ServiceAdmission,
   ) {}
+
+  /** Concurrent health checks share one `SELECT 1`: a flood of them holds one connection, never a queue. */
+  private readonly health = new SingleFlight(async () => await this.pingDatabase())
 
   private observer: BalanceObserver | undefined
 
@@ -105,7 +121,7 @@ export class BalanceService {
   /** The keyless hot path: exactly the strategy's one statement. */
   async change (request: ChangeRequest): Promise<AppliedChange> {
     const result = this.observer === undefined
-      ? await this.guard(async () => await this.strategy.change(request))
+      ? await this.write(async () => await this.strategy.change(request), 'keyless-write')
       : await this.observed(this.observer, request)
     return renderChange(request, result)
   }
@@ -114,7 +130,7 @@ export class BalanceService {
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
+    const keyed = await this.write(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
   }
 
@@ -123,19 +139,19 @@ export class BalanceService {
     if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
     if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
-    const keyed = await this.guard(async () => await this.strategy.transfer(request, claim), writeKind(key))
+    const keyed = await this.write(async () => await this.strategy.transfer(request, claim), writeKind(key))
     return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
   }
 
   async createUser (request: { balance: number }, key?: string): Promise<Answer<UserView>> {
     if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
-    const keyed = await this.guard(async () => await createUser(this.sequelize, request.balance, claim), writeKind(key))
+    const keyed = await this.write(async () => await createUser(this.sequelize, request.balance, claim), writeKind(key))
     return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))
   }
 
   async getUser (id: number): Promise<UserView> {
-    const user = await this.guard(async () => await readUser(this.sequelize, id), 'read')
+    const user = await this.read(async () => await readUser(this.sequelize, id))
     if (user === null) throw new UserNotFoundError(id)
     return user
   }
@@ -144,7 +160,7 @@ export class BalanceService {
   async history (userId: number, page: { limit: number, before?: string }): Promise<HistoryPage> {
     const beforeId = page.before === undefined ? undefined : decodeCursor(page.before)
     // One row more than asked tells whether an older page exists, without a count.
-    const rows = await this.guard(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1), 'read')
+    const rows = await this.read(async () => await historyPage(this.sequelize, userId, beforeId, page.limit + 1))
     if (rows === null) throw new UserNotFoundError(userId)
     const items = rows.slice(0, page.limit)
     const last = items.at(-1)
@@ -153,6 +169,10 @@ export class BalanceService {
 
   /** True when PostgreSQL answers a trivial query. */
   async isDatabaseUp (): Promise<boolean> {
+    return await this.health.run()
+  }
+
+  private async pingDatabase (): Promise<boolean> {
     try {
       await boundedQuery(this.sequelize, 'SELECT 1', [])
       return true
@@ -165,13 +185,24 @@ export class BalanceService {
   private async observed (observer: BalanceObserver, request: ChangeRequest): Promise<ChangeOutcome> {
     const started = performance.now()
     try {
-      const result = await this.guard(async () => await this.strategy.change(request))
+      const result = await this.write(async () => await this.strategy.change(request), 'keyless-write')
       observer.changeFinished(this.strategy.name, result.outcome, (performance.now() - started) / 1000)
       return result
     } catch (error) {
       observer.changeFinished(this.strategy.name, error instanceof DatabaseUnavailableError ? 'db_unavailable' : 'error', (performance.now() - started) / 1000)
       throw error
     }
+  }
+
+  /** A write: refused at once, before anything is sent, while the pool's wait queue is full. */
+  private async write<T> (work: () => Promise<T>, request: UnavailableRequest): Promise<T> {
+    if (this.admission.poolWaiting() >= this.admission.maxPoolWaiting) throw overloaded('the database pool queue is full')
+    return await this.guard(work, request)
+  }
+
+  /** A read: through the read gate, so that reads can never hold every pooled connection. */
+  private async read<T> (work: () => Promise<T>): Promise<T> {
+    return await this.admission.reads.run(async () => await this.guard(work, 'read'))
   }
 
   /**

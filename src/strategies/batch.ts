@@ -31,7 +31,8 @@ export type BatchAnswer =
   | { keyed: false, outcome: ChangeOutcome }
   | { keyed: true, result: Keyed<ChangeOutcome> }
 
-interface BatchRow {
+/** One row of balance_change_batch(), as pg returns it (BIGINTs as strings). */
+export interface BatchRow {
   ord: number
   idempotency: string | null
   outcome: string | null
@@ -58,10 +59,11 @@ function toAnswer (item: BatchItem, row: BatchRow | undefined, position: number)
 }
 
 /**
- * Runs the batch: all items must name the same user. Keyed items must share one ttl and purge limit (they come from
- * one service's Idempotency settings). Answers come back in item order.
+ * Sends the batch and returns its rows, undecoded: all items must name the same user. Keyed items must share one ttl
+ * and purge limit (they come from one service's Idempotency settings). Rows come back in item order.
+ * Once this resolves the batch has committed: whatever goes wrong after it (decoding the rows) must never send it again.
  */
-export async function runBatch (sequelize: Sequelize, lock: BatchLock, items: BatchItem[]): Promise<BatchAnswer[]> {
+export async function executeBatch (sequelize: Sequelize, lock: BatchLock, items: BatchItem[]): Promise<BatchRow[]> {
   const first = items[0]
   if (first === undefined) return []
   const userId = first.request.userId
@@ -75,9 +77,22 @@ export async function runBatch (sequelize: Sequelize, lock: BatchLock, items: Ba
     keys.push(item.claim?.key ?? null)
     fingerprints.push(item.claim?.fingerprint ?? null)
   }
-  const rows = await hotQuery<BatchRow>(sequelize, BATCH_CHANGE, [
+  return await hotQuery<BatchRow>(sequelize, BATCH_CHANGE, [
     lock, userId, amounts, keys, fingerprints, MIN_BALANCE, MAX_BALANCE, claim?.ttlSeconds ?? null, claim?.purgeLimit ?? null,
   ])
+}
+
+/**
+ * One item's answer from the committed batch's rows. Throws (an invariant: a bug, never input) for that item alone,
+ * so one undecodable row cannot take its neighbours' answers with it.
+ */
+export function decodeBatchItem (items: BatchItem[], rows: BatchRow[], index: number): BatchAnswer {
   if (rows.length !== items.length) throw new Error(`invariant: a batch of ${items.length} returned ${rows.length} rows`)
-  return items.map((item, index) => toAnswer(item, rows[index], index + 1))
+  return toAnswer(items[index]!, rows[index], index + 1)
+}
+
+/** executeBatch, then every item decoded: answers in item order (for callers that need no per-item outcome). */
+export async function runBatch (sequelize: Sequelize, lock: BatchLock, items: BatchItem[]): Promise<BatchAnswer[]> {
+  const rows = await executeBatch(sequelize, lock, items)
+  return items.map((_, index) => decodeBatchItem(items, rows, index))
 }

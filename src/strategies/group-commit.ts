@@ -1,11 +1,14 @@
+import pg from 'pg'
 import type { Sequelize } from 'sequelize'
 import { MAX_BATCH_LIMIT } from '../config.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
-import { runBatch, type BatchAnswer, type BatchItem } from './batch.js'
+import { OverloadedError } from '../domain/errors.js'
+import { limits as httpLimits } from '../limits.js'
+import { decodeBatchItem, executeBatch, type BatchAnswer, type BatchItem, type BatchRow } from './batch.js'
 import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
 
 /**
- * Group commit per user, with no timer (issue 9; CONTRACT "Group commit").
+ * Group commit per user: nothing waits on a clock to form a batch.
  *
  * On one hot row every change that is its own transaction holds the user's lock through its own WAL flush, so the row
  * cannot go faster than one flush per change. Here, changes to a user that arrive while this instance already has a
@@ -18,33 +21,78 @@ import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, Idem
  *   soon as the previous one has committed: nothing waits on a clock.
  * - Every answer is the one a one-at-a-time run in that order gives, and is given only after the transaction holding
  *   its change has committed. Nothing outlives its request: a batch exists only while its requests wait for it.
- * - A batch that fails because the database is unavailable answers each of its requests with that error (503; a
- *   retry with its key learns the outcome). Any other failure rolled the whole batch back: each change is then tried
- *   alone, in order, so one change that cannot be made cannot take its neighbours' answers with it.
+ * - A change is sent again only when its transaction is known to have rolled back: PostgreSQL raised an error for the
+ *   batch's statement (a SQLSTATE that is not a lost connection). Then each change is tried alone, in order, so one
+ *   change that cannot be made cannot take its neighbours' answers with it. Any other failure of the statement (the
+ *   database unavailable: 503, a retry with its key learns the outcome; an error of our own before or after sending)
+ *   answers every request of the batch with that error and sends nothing again. Rows that came back are decoded one
+ *   by one: a row that cannot be decoded (a bug) fails its own request only, and the batch, committed, is never re-run.
+ *   The observer is told after the answers and can throw into nothing.
+ * - Admission: at most maxWaitingPerUser changes wait in one user's lane and maxWaiting in all; each waits at most
+ *   waitTimeoutMs. Past any of them the change is refused at once (OVERLOADED) and never applied; a change that
+ *   was taken into a batch is never shed.
  * Several instances on one database stay exact: their batches take the same per-user lock in the database.
  * Transfers are not batched: they go straight to the strategy and take the same locks in id order.
  */
+
+/** What bounds the lanes (GROUP_COMMIT_* in src/config.ts). */
+export interface GroupCommitLimits {
+  maxBatch: number
+  maxWaitingPerUser: number
+  maxWaiting: number
+  waitTimeoutMs: number
+}
 
 interface Waiting {
   item: BatchItem
   resolve: (answer: BatchAnswer) => void
   reject: (error: unknown) => void
+  /** The change's deadline; cleared when it is taken into a batch. */
+  timer: NodeJS.Timeout | undefined
+  /** Refused by its deadline while it waited: skipped when the next batch is formed. */
+  shed: boolean
 }
 
 /** A user with a statement in flight from this instance, and what arrived meanwhile, in arrival order. */
 interface Lane {
   waiting: Waiting[]
+  /** Entries of `waiting` not shed. */
+  live: number
 }
 
-export type BatchRunner = (items: BatchItem[]) => Promise<BatchAnswer[]>
+/**
+ * How a batch reaches the database, in two steps kept apart on purpose: `execute` sends the statement (when it
+ * resolves, the batch has committed) and `decode` turns one committed row into its item's answer.
+ */
+export interface BatchRunner {
+  execute: (items: BatchItem[]) => Promise<BatchRow[]>
+  decode: (items: BatchItem[], rows: BatchRow[], index: number) => BatchAnswer
+}
+
+/**
+ * True only when PostgreSQL itself raised an error for the statement, so its transaction rolled back: a pg error
+ * with a SQLSTATE (kept by Sequelize as `parent`) that is not one of a lost or timed-out connection, where the
+ * commit may have happened.
+ */
+export function rolledBack (error: unknown): boolean {
+  const parent = typeof error === 'object' && error !== null ? (error as { parent?: unknown }).parent : undefined
+  const pgError = error instanceof pg.DatabaseError ? error : parent instanceof pg.DatabaseError ? parent : undefined
+  return pgError !== undefined && typeof pgError.code === 'string' && !isDatabaseUnavailable(error)
+}
+
+function overloaded (reason: string): OverloadedError {
+  return new OverloadedError(reason, httpLimits.overloadRetryAfterSeconds)
+}
 
 export class GroupCommit implements BalanceStrategy {
   readonly name: BalanceStrategy['name']
   readonly batchLock: BalanceStrategy['batchLock']
   private readonly lanes = new Map<number, Lane>()
+  private waitingTotal = 0
   private observer: BatchObserver | undefined
 
-  constructor (private readonly inner: BalanceStrategy, private readonly runBatch: BatchRunner, private readonly maxBatch: number) {
+  constructor (private readonly inner: BalanceStrategy, private readonly runner: BatchRunner, private readonly limits: GroupCommitLimits) {
+    const { maxBatch } = limits
     if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH_LIMIT) {
       throw new Error(`invariant: group commit batch cap ${maxBatch} outside 1..${MAX_BATCH_LIMIT}`)
     }
@@ -54,6 +102,11 @@ export class GroupCommit implements BalanceStrategy {
 
   observe (observer: BatchObserver): void {
     this.observer = observer
+  }
+
+  /** Changes waiting for a batch now, over all users. */
+  get waiting (): number {
+    return this.waitingTotal
   }
 
   async change (request: ChangeRequest): Promise<ChangeOutcome> {
@@ -75,10 +128,8 @@ export class GroupCommit implements BalanceStrategy {
   private async submit (item: BatchItem): Promise<BatchAnswer> {
     const userId = item.request.userId
     const lane = this.lanes.get(userId)
-    if (lane !== undefined) {
-      return await new Promise<BatchAnswer>((resolve, reject) => { lane.waiting.push({ item, resolve, reject }) })
-    }
-    const own: Lane = { waiting: [] }
+    if (lane !== undefined) return await this.wait(lane, item)
+    const own: Lane = { waiting: [], live: 0 }
     this.lanes.set(userId, own)
     try {
       return await this.alone(item)
@@ -87,54 +138,116 @@ export class GroupCommit implements BalanceStrategy {
     }
   }
 
+  /** Queues the change for the lane's next batch, or refuses it at once when a queue is full. */
+  private async wait (lane: Lane, item: BatchItem): Promise<BatchAnswer> {
+    if (lane.live >= this.limits.maxWaitingPerUser) throw overloaded('this user\'s group-commit queue is full')
+    if (this.waitingTotal >= this.limits.maxWaiting) throw overloaded('the group-commit queue is full')
+    return await new Promise<BatchAnswer>((resolve, reject) => {
+      const waiting: Waiting = { item, resolve, reject, timer: undefined, shed: false }
+      waiting.timer = setTimeout(() => { this.shed(lane, waiting) }, this.limits.waitTimeoutMs)
+      lane.waiting.push(waiting)
+      lane.live += 1
+      this.waitingTotal += 1
+    })
+  }
+
+  /** The deadline passed before the change was taken into a batch: refused, and it will never be sent. */
+  private shed (lane: Lane, waiting: Waiting): void {
+    waiting.shed = true
+    lane.live -= 1
+    this.waitingTotal -= 1
+    waiting.reject(overloaded('the change waited for its batch past GROUP_COMMIT_WAIT_TIMEOUT_MS'))
+  }
+
+  /** Up to maxBatch live changes from the head of the lane, in arrival order; shed ones are dropped. */
+  private take (lane: Lane): Waiting[] {
+    const batch: Waiting[] = []
+    let index = 0
+    while (index < lane.waiting.length && batch.length < this.limits.maxBatch) {
+      const waiting = lane.waiting[index]!
+      index += 1
+      if (waiting.shed) continue
+      clearTimeout(waiting.timer)
+      batch.push(waiting)
+    }
+    lane.waiting.splice(0, index)
+    lane.live -= batch.length
+    this.waitingTotal -= batch.length
+    return batch
+  }
+
   /** Starts the user's next batch from what arrived meanwhile, or frees the lane. */
   private next (userId: number, lane: Lane): void {
-    if (lane.waiting.length === 0) {
+    const batch = this.take(lane)
+    if (batch.length === 0) {
       this.lanes.delete(userId)
       return
     }
-    const batch = lane.waiting.splice(0, this.maxBatch)
     // runWaiting settles every request of the batch itself and never rejects.
     void this.runWaiting(batch).then(() => { this.next(userId, lane) })
   }
 
   private async runWaiting (batch: Waiting[]): Promise<void> {
-    let answers: BatchAnswer[]
+    if (batch.length === 1) {
+      await this.settleAlone(batch[0]!)
+      return
+    }
+    const items = batch.map((waiting) => waiting.item)
+    let rows: BatchRow[]
     try {
-      answers = batch.length === 1 ? [await this.alone(batch[0]!.item)] : await this.batch(batch.map((waiting) => waiting.item))
+      rows = await this.runner.execute(items)
     } catch (error) {
-      if (batch.length === 1 || isDatabaseUnavailable(error)) {
+      if (!rolledBack(error)) {
         for (const waiting of batch) waiting.reject(error)
         return
       }
-      for (const waiting of batch) {
-        try {
-          waiting.resolve(await this.alone(waiting.item))
-        } catch (aloneError) {
-          waiting.reject(aloneError)
-        }
-      }
+      for (const waiting of batch) await this.settleAlone(waiting)
       return
     }
-    batch.forEach((waiting, index) => { waiting.resolve(answers[index]!) })
+    // Committed: from here on every request is answered from these rows, and nothing is sent again.
+    batch.forEach((waiting, index) => {
+      try {
+        waiting.resolve(this.runner.decode(items, rows, index))
+      } catch (error) {
+        waiting.reject(error)
+      }
+    })
+    this.notify(items.length)
   }
 
-  private async batch (items: BatchItem[]): Promise<BatchAnswer[]> {
-    const answers = await this.runBatch(items)
-    this.observer?.batchFinished(this.name, items.length)
-    return answers
+  private async settleAlone (waiting: Waiting): Promise<void> {
+    try {
+      waiting.resolve(await this.alone(waiting.item))
+    } catch (error) {
+      waiting.reject(error)
+    }
   }
 
   private async alone ({ request, claim }: BatchItem): Promise<BatchAnswer> {
     const answer: BatchAnswer = claim === undefined
       ? { keyed: false, outcome: await this.inner.change(request) }
       : { keyed: true, result: await this.inner.changeKeyed(request, claim) }
-    this.observer?.batchFinished(this.name, 1)
+    this.notify(1)
     return answer
+  }
+
+  /**
+   * Metrics only, after the statement committed: an observer that throws must not turn a committed change into a
+   * failure (nor, before, into a re-run), so its error is dropped here.
+   */
+  private notify (size: number): void {
+    try {
+      this.observer?.batchFinished(this.name, size)
+    } catch {
+      // Nothing to do: the answers are already decided by what committed.
+    }
   }
 }
 
 /** The strategy the service uses with GROUP_COMMIT=on: `inner` for lone changes and transfers, batches otherwise. */
-export function withGroupCommit (inner: BalanceStrategy, sequelize: Sequelize, maxBatch: number): GroupCommit {
-  return new GroupCommit(inner, async (items) => await runBatch(sequelize, inner.batchLock, items), maxBatch)
+export function withGroupCommit (inner: BalanceStrategy, sequelize: Sequelize, limits: GroupCommitLimits): GroupCommit {
+  return new GroupCommit(inner, {
+    execute: async (items) => await executeBatch(sequelize, inner.batchLock, items),
+    decode: decodeBatchItem,
+  }, limits)
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { loadConfig } from '../../src/config.js'
+import { loadConfig, readConcurrency } from '../../src/config.js'
 
 t.test('defaults', async (t) => {
   const config = loadConfig({}, false)
@@ -9,12 +9,18 @@ t.test('defaults', async (t) => {
     PGDATA_DIR: '.data/pg',
     DB_POOL_MAX: 10,
     DB_ACQUIRE_TIMEOUT_MS: 60000,
+    DB_POOL_MAX_WAITING: 16384,
+    DB_READ_MAX_WAITING: 1000,
+    DB_READ_WAIT_TIMEOUT_MS: 5000,
     DB_CONNECT_TIMEOUT_MS: 5000,
     DB_STATEMENT_TIMEOUT_MS: 10000,
     DB_POOLER: 'none',
     BALANCE_STRATEGY: 'advisory',
     GROUP_COMMIT: 'on',
     GROUP_COMMIT_MAX_BATCH: 512,
+    GROUP_COMMIT_MAX_WAITING_PER_USER: 16384,
+    GROUP_COMMIT_MAX_WAITING: 32768,
+    GROUP_COMMIT_WAIT_TIMEOUT_MS: 30000,
     IDEMPOTENCY_TTL_HOURS: 24,
     IDEMPOTENCY_MAX_KEYS: 10_000_000,
     LOG_LEVEL: 'info',
@@ -24,6 +30,13 @@ t.test('defaults', async (t) => {
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
   t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')
+  t.equal(readConcurrency(config), 3, 'reads take at most a third of the default pool of 10')
+})
+
+t.test('reads are capped below the pool', async (t) => {
+  t.equal(readConcurrency(loadConfig({ DB_POOL_MAX: '2' }, false)), 1, 'at least one read at a time on the smallest pool')
+  t.equal(readConcurrency(loadConfig({ DB_POOL_MAX: '20', DB_READ_CONCURRENCY: '19' }, false)), 19, 'as set')
+  t.throws(() => loadConfig({ DB_POOL_MAX: '4', DB_READ_CONCURRENCY: '4' }, false), /DB_READ_CONCURRENCY \(4\) must be below DB_POOL_MAX \(4\)/)
 })
 
 t.test('LOG_PRETTY forces either way when set', async (t) => {
@@ -57,6 +70,10 @@ t.test('a bad value names the variable', async (t) => {
     [{ GROUP_COMMIT: 'yes' }, /GROUP_COMMIT/],
     [{ GROUP_COMMIT_MAX_BATCH: '0' }, /GROUP_COMMIT_MAX_BATCH/],
     [{ GROUP_COMMIT_MAX_BATCH: '4097' }, /GROUP_COMMIT_MAX_BATCH/],
+    [{ GROUP_COMMIT_MAX_WAITING_PER_USER: '0' }, /GROUP_COMMIT_MAX_WAITING_PER_USER/],
+    [{ GROUP_COMMIT_WAIT_TIMEOUT_MS: '0' }, /GROUP_COMMIT_WAIT_TIMEOUT_MS/],
+    [{ DB_POOL_MAX_WAITING: '0' }, /DB_POOL_MAX_WAITING/],
+    [{ DB_READ_CONCURRENCY: '0' }, /DB_READ_CONCURRENCY/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
   ]
