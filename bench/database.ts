@@ -189,7 +189,7 @@ export async function ceilingBurst (pool: pg.Pool, strategy: StrategyName, userI
 }
 
 /**
- * The per-commit ceiling: the pgbench shape of issue 9 — ONE conditional UPDATE of one hot row per transaction
+ * The per-commit ceiling: the pgbench shape — ONE conditional UPDATE of one hot row per transaction
  * (autocommit, no journal, no lock but the row's), driven by `workers` callers, one per pooled connection.
  * Every change is its own commit, so this is what one-durable-commit-per-change allows on this box.
  */

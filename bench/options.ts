@@ -46,7 +46,7 @@ export interface BenchOptions {
   poolSize: number
   /** Where results/<timestamp>.json, REPORT.md and charts/ go. */
   outDir: string
-  /** Rewrite README.md's bench section (default: only when writing into bench/ itself). */
+  /** Rewrite the bench section of docs/benchmarks.md (default: only when writing into bench/ itself). */
   readme: boolean
   /** Run `tsc -p tsconfig.build.json` first so dist/src/server.js is the code in src/. */
   build: boolean

@@ -58,7 +58,7 @@ function ceilingsSection (result: BenchResult, scenario: ScenarioResult): string
   const lines = [
     `## ${TITLES.ceilings}: what PostgreSQL allows on one hot row, no HTTP`,
     '',
-    `- **Per-commit ceiling**: issue 9's pgbench shape through \`pg\` — one conditional \`UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0\` ` +
+    `- **Per-commit ceiling**: the pgbench shape of a single conditional update, through \`pg\` — one conditional \`UPDATE users SET balance = balance + $2 WHERE id = $1 AND balance + $2 >= 0\` ` +
       `per transaction (autocommit, a named prepared statement) on one hot row, ${s.poolSize} callers on ${s.poolSize} connections, ${s.loadSeconds} s. Every change is its own durable commit. ` +
       'Check: the balance fell by exactly the number of updates that reported a row (then one balancing journal entry keeps Σ journal = balance).',
     `- **Batched ceiling**: the service's group-commit statement \`BATCH_CHANGE_SQL\` (\`balance_change_batch\`, migration 0006) with N keyless −1 changes per call on one hot row, ` +
@@ -195,7 +195,7 @@ function rssSection (result: BenchResult): string {
   return [
     '## Peak RSS of the server, MB',
     '',
-    'VmHWM after a reset (`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples, per measurement; median (min–max) of the repetitions. Issue 9\'s target: ≤ 200 MB through the burst with group commit.',
+    'VmHWM after a reset (`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples, per measurement; median (min–max) of the repetitions. Target: ≤ 200 MB through the burst with group commit.',
     '',
     '![peak RSS through the bursts, group commit on and off](charts/rss.svg)',
     '',
@@ -289,13 +289,13 @@ function rssChart (result: BenchResult): string | undefined {
     unit: 'MB',
     bars,
     lines: [{ label: 'target', value: 200 }],
-    legend: [...GROUP_LEGEND, { label: 'issue 9 target · whiskers: min–max', color: '#555', kind: 'dash' }],
+    legend: [...GROUP_LEGEND, { label: 'target · whiskers: min–max', color: '#555', kind: 'dash' }],
   })
 }
 
 function goalsSection (result: BenchResult): string {
   if (result.goals.length === 0) return ''
-  const lines = ['## Issue 9 targets (this machine class; benchmark goals, not timed tests)', '', '| goal | target | this run | |', '|---|---|---|---|']
+  const lines = ['## Targets (this machine class; benchmark goals, not timed tests)', '', '| goal | target | this run | |', '|---|---|---|---|']
   for (const goal of result.goals) {
     lines.push(`| ${goal.name} | ${goal.target} | ${goal.value === null ? 'FAILED or not measured' : formatNumber(goal.value)} | ${goal.met ? '✅ met' : '❌ missed'} |`)
   }
@@ -398,7 +398,7 @@ export function benchSectionForReadme (result: BenchResult): string {
     '',
     `Headline numbers (${result.machine.cores} cores, ${result.machine.cpuModel}, PostgreSQL ${result.machine.postgres}, pool ${result.settings.poolSize}, medians of ${result.settings.repetitions}; ` +
       `1-minute load average ${result.machine.loadAverageDuring === undefined ? result.machine.loadAverageAtStart[0] ?? '?' : `${result.machine.loadAverageDuring.median.toFixed(1)} (median)`} during the run: read the ratios, measured in the same run), ` +
-      'full tables and charts in [bench/REPORT.md](bench/REPORT.md):',
+      'full tables and charts in [bench/REPORT.md](../bench/REPORT.md):',
     '',
     '| strategy | group commit | seed burst | ÷ HTTP floor | keyed burst | ÷ HTTP floor | hot row req/s | ÷ per-commit ceiling | spread req/s | burst peak RSS |',
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -424,7 +424,7 @@ export function benchSectionForReadme (result: BenchResult): string {
 export function replaceReadmeSection (readme: string, section: string, body: string): string {
   const marker = `<!-- section:${section} -->`
   const start = readme.indexOf(marker)
-  if (start === -1) throw new Error(`README.md has no ${marker}`)
+  if (start === -1) throw new Error(`docs/benchmarks.md has no ${marker}`)
   const afterMarker = start + marker.length
   const next = readme.indexOf('<!-- section:', afterMarker)
   const end = next === -1 ? readme.length : next
@@ -448,7 +448,7 @@ export async function writeReport (result: BenchResult, outDir: string, jsonName
   const report = path.join(outDir, 'REPORT.md')
   await writeFile(report, renderReport(result, jsonName))
   if (!readme) return { report, charts }
-  const readmeFile = path.join(projectRoot, 'README.md')
+  const readmeFile = path.join(projectRoot, 'docs', 'benchmarks.md')
   await writeFile(readmeFile, replaceReadmeSection(await readFile(readmeFile, 'utf8'), 'bench', benchSectionForReadme(result)))
   return { report, charts, readme: readmeFile }
 }
@@ -464,7 +464,7 @@ export async function writeOutputs (result: BenchResult, outDir: string, readme:
   return { json, ...await writeReport(result, outDir, jsonName, readme) }
 }
 
-/** `npm run bench:report [results.json]`: regenerates REPORT.md, charts and the README section from a results file (the latest by default). */
+/** `npm run bench:report [results.json]`: regenerates REPORT.md, charts and the docs/benchmarks.md section from a results file (the latest by default). */
 async function main (): Promise<void> {
   const benchDir = path.join(projectRoot, 'bench')
   let file = process.argv[2]

@@ -191,7 +191,7 @@ export function computeRatios (scenario: ScenarioResult, strategies: StrategyNam
   }
 }
 
-/** Issue 9's targets, evaluated on this run for every strategy measured with group commit on. */
+/** The benchmark targets, evaluated on this run for every strategy measured with group commit on. */
 export function evaluateGoals (result: BenchResult): Goal[] {
   const goals: Goal[] = []
   if (!result.settings.groupCommit.includes('on')) return goals

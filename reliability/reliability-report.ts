@@ -6,7 +6,7 @@ import { projectRoot } from '../src/tooling/project-root.js'
 import type { SoakSummary } from './soak-summary.js'
 
 /**
- * reliability/REPORT.md and the README's reliability section, from the JSON the last long runs left in reliability/:
+ * reliability/REPORT.md and the section of docs/reliability.md, from the JSON the last long runs left in reliability/:
  * soak-last.json (npm run soak -- … --out reliability/soak-last.json --report) and fuzz-last.json
  * (FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/system/fuzz.test.ts). Figures are copied, never typed.
  */
@@ -145,7 +145,7 @@ export async function writeReliabilityReport (root: string): Promise<void> {
     '# Reliability report',
     '',
     'Written by `reliability/reliability-report.ts` from the last long runs (the JSON beside this file); do not edit by hand.',
-    'What is checked, and how: README, section "Reliability".',
+    'What is checked, and how: docs/reliability.md.',
     '',
     ...(soak === undefined ? ['No soak run recorded yet.', ''] : soakSection(soak)),
     ...(haSoak === undefined ? [] : haSoakSection(haSoak)),
@@ -156,7 +156,7 @@ export async function writeReliabilityReport (root: string): Promise<void> {
 }
 
 async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: Fuzz | undefined, haSoak: Soak | undefined): Promise<void> {
-  const readmePath = path.join(root, 'README.md')
+  const readmePath = path.join(root, 'docs', 'reliability.md')
   const readme = await readFile(readmePath, 'utf8')
   const marker = '<!-- section:reliability -->'
   const start = readme.indexOf(marker)
@@ -203,7 +203,7 @@ async function writeReadmeSection (root: string, soak: Soak | undefined, fuzz: F
     'FUZZ_RUNS=10000 FUZZ_REPORT=reliability/fuzz-last.json npx tap test/system/fuzz.test.ts --disable-coverage',
     '```',
     '',
-    'Last long run ([reliability/REPORT.md](reliability/REPORT.md)):',
+    'Last long run ([reliability/REPORT.md](../reliability/REPORT.md)):',
     '',
     ...(soak === undefined ? ['- soak: not run yet'] : [
       `- soak: \`${soak.command}\`, ${n(soak.loadS)} s: ${n(soak.operations.logical)} logical operations (${n(soak.operations.perSecond)}/s) and ${n(soak.reads.total)} reads over ${soak.options.instances} instances;`,

@@ -18,7 +18,7 @@ import type { FailoverRecord, HaOptions, Kind, SoakOptions, SoakSummary } from '
 export type { FailoverRecord, HaOptions, SoakOptions, SoakSummary }
 
 /**
- * The bank soak (issue 6, part 3), after Jepsen's bank test: several service instances on one throwaway database,
+ * The bank soak, after Jepsen's bank test: several service instances on one throwaway database,
  * many clients over real HTTP doing random transfers, deposits and withdrawals among a few users, each logical
  * operation under its own Idempotency-Key and retried with it after a 503 or a lost connection, plus readers;
  * meanwhile faults: pg_terminate_backend on the service's connections every few seconds, and optionally an instance

@@ -6,7 +6,7 @@ import pg from 'pg'
 import { freePort } from '../../src/tooling/ports.js'
 
 /**
- * The high-availability topology on loopback, made of the Debian packages (issue 11, item 3):
+ * The high-availability topology on loopback, made of the Debian packages:
  *
  *   service instances ──> [PgBouncer, transaction mode] ──> HAProxy ──> the node whose Patroni answers GET /primary
  *                                                                        ├─ node1: Patroni 3.0 + PostgreSQL 15

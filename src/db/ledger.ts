@@ -42,7 +42,7 @@ export const HISTORY_PAGE_SQL = `
 /**
  * One user, one statement: `GET /api/users/:id` is a read clients poll, so it takes hotQuery's path (a prepared
  * statement on the pool's connection) instead of Model.findByPk's per-call machinery, which measured about
- * 8,500 req/s against about 12,000 for one plain statement (STACK-NOTES, autocannon c=100). Binds [userId].
+ * 8,500 req/s against about 12,000 for one plain statement (autocannon c=100, this machine class). Binds [userId].
  */
 const READ_USER = { name: 'user_read_v1', text: 'SELECT id, balance, created_at, updated_at FROM users WHERE id = $1' }
 

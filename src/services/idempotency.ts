@@ -4,7 +4,7 @@ import type { IdempotencyClaim, Keyed } from '../strategies/types.js'
 import type { KeyStoreBudget } from './key-store-budget.js'
 
 /**
- * Idempotency keys (CONTRACT "Idempotency"), the service side. The database side is db/migrations/0004:
+ * Idempotency keys, the service side. The database side is db/migrations/0004:
  * the key row is claimed, the write done and its outcome stored in ONE transaction, by one function call.
  *
  * Here: what identifies a request (the fingerprint), how long a key lives, and how a stored outcome becomes the

@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import { assertBooksBalance, journal, newUser, request, type JournalRow } from './ledger.js'
 
 /**
- * The model check of group commit (issue 9), shared by test/system/group-commit.test.ts (one instance, through inject) and
+ * The model check of group commit, shared by test/system/group-commit.test.ts (one instance, through inject) and
  * test/system/pgbouncer-instances.test.ts (split over instances on one PgBouncer, through HTTP): a storm of concurrent
  * deposits and withdrawals (some too large to cover) on one hot user, a quarter keyed and some keys sent three times
  * at once, then every answer is checked against the journal.

@@ -3,7 +3,7 @@ import { BalanceApiError, BalanceClient, BalanceClientError, type BalanceNetwork
 import { sleep } from './load.js'
 
 /**
- * Keyed operations retried until they get a real answer (issue 6), and the backend killer: shared by the fault
+ * Keyed operations retried until they get a real answer, and the backend killer: shared by the fault
  * tests that kill the service's PostgreSQL connections under load (test/system/retries.test.ts, test/system/group-commit.test.ts).
  */
 export const CLIENT_TIMEOUT_MS = 30_000

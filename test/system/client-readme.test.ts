@@ -5,9 +5,9 @@ import t from 'tap'
 import { build, listen } from '../helper.js'
 
 /**
- * The README's "Calling it from code" example, as written: taken from README.md, saved in the project folder (so
+ * The client example of docs/client.md, as written: taken from there, saved in the project folder (so
  * `balance-api/client` resolves through package.json "exports" to the built dist/src/client), run with node against
- * a running service. Its output must be the one the README shows (the generated key aside).
+ * a running service. Its output must be the one the page shows (the generated key aside).
  */
 const ROOT = process.cwd()
 const BUILD_TIMEOUT_MS = 300_000
@@ -22,19 +22,19 @@ async function run (command: string, args: string[], env: Record<string, string>
   })
 }
 
-/** The first ```js block of the README's client section, and the ```console block after it (its output). */
+/** The first ```js block of docs/client.md, and the ```console block after it (its output). */
 async function readmeExample (): Promise<{ code: string, output: string[] }> {
-  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8')
+  const readme = await readFile(path.join(ROOT, 'docs', 'client.md'), 'utf8')
   const section = readme.slice(readme.indexOf('<!-- section:client -->'))
   const code = /```js\n([\s\S]*?)```/.exec(section)?.[1]
   const consoleBlock = /```console\n\$ node example\.mjs\n([\s\S]*?)```/.exec(section)?.[1]
-  if (code === undefined || consoleBlock === undefined) throw new Error('README: no client example (```js) with its output (```console) found')
+  if (code === undefined || consoleBlock === undefined) throw new Error('docs/client.md: no client example (```js) with its output (```console) found')
   return { code, output: consoleBlock.trimEnd().split('\n') }
 }
 
 t.before(async () => { await run('npm', ['run', 'build'], {}, BUILD_TIMEOUT_MS) })
 
-t.test('the README client example runs as written and prints what the README shows', async (t) => {
+t.test('the client example of docs/client.md runs as written and prints what the page shows', async (t) => {
   const { app } = await build(t)
   const base = await listen(app)
   const { code, output } = await readmeExample()

@@ -24,7 +24,7 @@ import { build, buildBehindProxy, listen } from '../helper.js'
 import { startTcpProxy } from '../support/tcp-proxy.js'
 
 /**
- * The typed client (issue 12) against the real service on a real PostgreSQL: every method, its typed errors, and
+ * The typed client against the real service on a real PostgreSQL: every method, its typed errors, and
  * its retries. "Never retried" and "retried N times" are counted at the server, from its own request counter
  * (/metrics http_request_duration_seconds_count), not from the client's word.
  */

@@ -3,7 +3,7 @@ import { HA_TOOLS } from '../../deploy/local/tools.js'
 import { haveSystemTools } from '../support/system-tool.js'
 
 /**
- * Failover under keyed load (issue 11, item 6), on the real Debian packages: etcd, two Patroni-managed PostgreSQL 15
+ * Failover under keyed load, on the real Debian packages: etcd, two Patroni-managed PostgreSQL 15
  * nodes (synchronous_mode, non-strict), HAProxy on the node that answers GET /primary, PgBouncer 1.18 in transaction
  * mode in front (DB_POOLER=pgbouncer-transaction); two service instances.
  * Writers send transfers, deposits and withdrawals, each under its own Idempotency-Key, retried with that key after

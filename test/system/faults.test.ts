@@ -10,7 +10,7 @@ import { build, listen, strategies, testConfig } from '../helper.js'
 import { checkChanges, runLoad, send, sleep, waitFor, type Tally } from '../support/load.js'
 
 /**
- * Fault injection against the real service and a real PostgreSQL (issue 6, part 2): connections killed under load,
+ * Fault injection against the real service and a real PostgreSQL: connections killed under load,
  * PostgreSQL stopped and started mid-load, lock and statement timeouts. Through all of it every answer is the real
  * outcome or 503 DB_UNAVAILABLE (never a 500, never a hang: every client request has a timeout), the service recovers
  * by itself, every 200 has exactly one journal entry, and the books balance. Bounded in time and count; loopback only.

@@ -8,7 +8,7 @@ import { assemble, bodyText, contentType, extraHeaders, fuzzRuns, fuzzSeed, idem
 import { rawRequest, type RawResponse } from '../support/raw-http.js'
 
 /**
- * Fuzzing every route over real sockets against a live service on real PostgreSQL (issue 6, part 1).
+ * Fuzzing every route over real sockets against a live service on real PostgreSQL.
  * For each generated request: an answer within a bounded time, never a 5xx, every refusal a 4xx whose body has a
  * string `code`, and a refusal changes nothing: the books (journal count and sum, balances, users) are read with a
  * separate client before and after every request and must differ exactly by what a 2xx said it did.
@@ -122,7 +122,7 @@ function stringify (value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => typeof v === 'bigint' ? String(v) : v)
 }
 
-/** Outcomes the database keeps under an Idempotency-Key (CONTRACT: business outcomes), as opposed to refusals before it. */
+/** Outcomes the database keeps under an Idempotency-Key (business outcomes), as opposed to refusals before it. */
 const KEPT_REFUSALS = new Set(['INSUFFICIENT_FUNDS', 'BALANCE_LIMIT_EXCEEDED', 'USER_NOT_FOUND'])
 
 /** The checks on one answer; returns the violation, or undefined. */

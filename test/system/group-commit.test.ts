@@ -11,7 +11,7 @@ import { assertBooksBalance, journal, newUser, request } from '../support/ledger
 import { batchMetrics, modelCheckStorm } from '../support/model-check.js'
 
 /**
- * Group commit (issue 9): changes to one user that arrive while its statement is in flight share the next
+ * Group commit: changes to one user that arrive while its statement is in flight share the next
  * transaction, and every answer is still exactly one a one-at-a-time run could give.
  */
 

@@ -7,7 +7,7 @@ import { BalanceClient, type ChangeBalanceInput, type TransferInput } from '../.
 import { CLIENT_TIMEOUT_MS, backendKiller, connect, exactlyOnceMismatches, retryingClient, type Operation, type Settled } from '../support/retry.js'
 
 /**
- * Clients that retry with an Idempotency-Key converge to exactly-once (issue 6, part 2): while the service's
+ * Clients that retry with an Idempotency-Key converge to exactly-once: while the service's
  * PostgreSQL connections are killed over and over, each logical operation is retried with its key until it gets a
  * real answer; afterwards each one appears in the journal exactly as often as its final answer says (once per leg
  * for a 2xx, never for a 409), however many 503s came before. And the ambiguous case made on purpose: the reply to

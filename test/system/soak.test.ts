@@ -2,7 +2,7 @@ import t from 'tap'
 import { parseArgs, runSoak } from '../../reliability/soak.js'
 
 /**
- * The bank soak, short (issue 6, part 3): two instances of the service on one throwaway database, writers with
+ * The bank soak, short: two instances of the service on one throwaway database, writers with
  * Idempotency-Keys, readers, pg_terminate_backend every 2 s and one instance killed (SIGKILL) and restarted; no
  * invariant may break. SOAK_SECONDS sets the length (30 by default). The instances run src/server.ts through the
  * same TypeScript loader as this test, so nothing needs building first.
@@ -20,7 +20,7 @@ t.test('options: --minutes/--seconds and the rest are checked', async (t) => {
   t.throws(() => parseArgs(['--colour', 'red']), /unknown option --colour/)
   t.throws(() => parseArgs(['--clients']), /needs a value/)
   t.throws(() => parseArgs(['stray']), /unexpected argument/)
-  // --ha (issue 11): the fault is the primary node's death; backend terminations only when asked for.
+  // --ha: the fault is the primary node's death; backend terminations only when asked for.
   t.match(parseArgs(['--ha', '--pooler', 'transaction', '--max-primary-kills', '2']), { terminateEveryMs: 0, ha: { pooler: 'transaction', strict: false, killPrimaryEveryMs: 180_000, maxPrimaryKills: 2 } })
   t.match(parseArgs(['--ha', '--strict', '--terminate-every-ms', '5000']), { terminateEveryMs: 5000, ha: { pooler: 'none', strict: true } })
   t.throws(() => parseArgs(['--strict']), /go with --ha/)

@@ -5,7 +5,7 @@ import { clientErrorHandler } from '../../src/client-error.js'
 import { guardedPg } from '../../src/db/guarded-pg.js'
 import { parseResponse } from '../support/raw-http.js'
 
-/** The two small src/ fixes issue 6 found, pinned down directly (the fuzz and fault tests found them end to end). */
+/** The two small src/ fixes the fuzz and fault tests found, pinned down directly (the fuzz and fault tests found them end to end). */
 
 async function answerFor (error: Error & { code?: string }): Promise<string> {
   const server = net.createServer((socket) => { clientErrorHandler(error, socket) })
