@@ -3,7 +3,8 @@ import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import OpenAPIResponseValidatorModule from 'openapi-response-validator'
 import type { OpenAPIV3_1 } from 'openapi-types'
-import { buildBehindProxy, listen } from '../helper.js'
+import { KEY_COUNT_REFRESH_MS } from '../../src/services/key-store-budget.js'
+import { build, buildBehindProxy, listen, sql } from '../helper.js'
 
 // Every answer the service gives, errors included, is one its OpenAPI document describes: each route is driven into
 // each answer it can give (over inject, and over a real socket for what only the HTTP layer answers) and every
@@ -254,5 +255,27 @@ t.test('a 503 says what is true for the request: retry with the key, check befor
     const res = await app.inject(call as never)
     t.equal(res.statusCode, 503, `${what}: 503`)
     t.same(res.json(), { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message }, `${what}: the message`)
+  }
+})
+
+t.test('503 OVERLOADED, with its Retry-After, is described by the document on every keyed write', async (t) => {
+  const { app } = await build(t, { env: { IDEMPOTENCY_MAX_KEYS: '1000' } })
+  const docs = await app.inject({ url: '/docs/json' })
+  const check = checker(t, docs.json() as OpenAPIV3_1.Document)
+  await sql(app, `INSERT INTO idempotency_keys (key, request_fingerprint, result, expires_at)
+    SELECT 'full-' || i, 'x', '{}'::jsonb, now() + interval '1 hour' FROM generate_series(1, 1200) i`)
+  await sql(app, 'SELECT pg_stat_force_next_flush()')
+  await new Promise((resolve) => setTimeout(resolve, KEY_COUNT_REFRESH_MS + 100))
+  const calls: Call[] = [
+    { operation: BALANCE, url: '/api/balance', payload: { userId: 1, amount: 1 }, headers: { 'idempotency-key': 'full-a' }, expect: 503 },
+    { operation: USERS, url: '/api/users', payload: { balance: 1 }, headers: { 'idempotency-key': 'full-b' }, expect: 503 },
+    { operation: TRANSFERS, url: '/api/transfers', payload: { fromUserId: 1, toUserId: 2, amount: 1 }, headers: { 'idempotency-key': 'full-c' }, expect: 503 },
+  ]
+  for (const call of calls) {
+    const seen = await inject(app, call)
+    t.equal(seen.status, 503, `${seen.name}: 503`)
+    t.match(seen.body, { code: 'OVERLOADED' }, `${seen.name}: OVERLOADED`)
+    t.equal(seen.headers['retry-after'], '60', `${seen.name}: Retry-After`)
+    check(call.operation, seen)
   }
 })
