@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOpt
 import sensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { clientErrorHandler } from './client-error.js'
+import { clientErrorHandler } from './http-client-error-handler.js'
 import { limits } from './limits.js'
 import { QuietRequestLogController } from './log-controller.js'
 import configPlugin from './plugins/config.js'

@@ -6,6 +6,9 @@ import { Type, type Static } from 'typebox'
 /** The largest GROUP_COMMIT_MAX_BATCH accepted: one statement's arrays stay small (src/strategies/group-commit.ts). */
 export const MAX_BATCH_LIMIT = 4096
 
+/** The concurrency strategies, the one list: the config schema, src/strategies/index.ts and the tests read it. */
+export const STRATEGY_NAMES = ['advisory', 'atomic', 'row-lock'] as const
+
 /** Comma-separated bearer tokens; each 16+ visible ASCII characters other than a comma. */
 const TOKEN_LIST = '^[\\x21-\\x2B\\x2D-\\x7E]{16,}(,[\\x21-\\x2B\\x2D-\\x7E]{16,})*$'
 
@@ -62,7 +65,7 @@ export const EnvSchema = Type.Object({
     default: 'none',
     description: 'What sits between the service and PostgreSQL: none (direct), or PgBouncer in transaction pooling mode',
   }),
-  BALANCE_STRATEGY: Type.Enum(['advisory', 'atomic', 'row-lock'], { default: 'advisory' }),
+  BALANCE_STRATEGY: Type.Enum(STRATEGY_NAMES, { default: 'advisory' }),
   GROUP_COMMIT: Type.Enum(['on', 'off'], {
     default: 'on',
     description: 'on: changes to one user that arrive while its previous statement is in flight share the next transaction',

@@ -4,7 +4,7 @@ import { buildApp } from '../src/app.js'
 import { USER_BOOKS_SQL, checkBooks, toUserBooks, type BooksReport, type UserBooks, type UserBooksRow } from '../src/db/check-books.js'
 import { isDatabaseUnavailable } from '../src/db/errors.js'
 import type { Sequelize } from 'sequelize'
-import { loadConfig, type Config, type StrategyName } from '../src/config.js'
+import { STRATEGY_NAMES, loadConfig, type Config, type StrategyName } from '../src/config.js'
 import { createThrowawayDatabase, type ThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js'
 
@@ -44,7 +44,7 @@ export async function listen (app: FastifyInstance): Promise<string> {
   return await app.listen({ port: 0, host: '127.0.0.1', backlog: 16384 })
 }
 
-export const strategies: StrategyName[] = ['advisory', 'atomic', 'row-lock']
+export const strategies: StrategyName[] = [...STRATEGY_NAMES]
 
 /** One SQL query on a test database, for checks that must not go through the code under test. */
 export async function sql<T extends Record<string, unknown>> (app: FastifyInstance, query: string, bind: unknown[] = []): Promise<T[]> {

@@ -1,6 +1,5 @@
 import fp from 'fastify-plugin'
 import { Sequelize } from 'sequelize'
-import { defineModels } from '../db/models.js'
 import { startEmbeddedPostgres } from '../db/embedded-postgres.js'
 import { guardedPg } from '../db/guarded-pg.js'
 import { useHotQueryPooler } from '../db/hot-query.js'
@@ -9,7 +8,6 @@ import type { Config } from '../config.js'
 declare module 'fastify' {
   interface FastifyInstance {
     sequelize: Sequelize
-    models: ReturnType<typeof defineModels>
   }
 }
 
@@ -88,7 +86,6 @@ export default fp(async function database (fastify) {
   }
   const sequelize = createSequelize(config.DATABASE_URL ?? embedded!.url, config, (sql) => { fastify.log.debug({ sql }, 'sql') })
   fastify.decorate('sequelize', sequelize)
-  fastify.decorate('models', defineModels(sequelize))
   fastify.addHook('onClose', async () => {
     await sequelize.close()
     if (embedded === undefined) return

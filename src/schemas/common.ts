@@ -89,7 +89,7 @@ export const commonErrors = {
 
 /**
  * Answers any route can give before its handler runs, whatever it is: the HTTP layer's own refusals
- * (src/client-error.ts), which carry Node's code.
+ * (src/http-client-error-handler.ts), which carry Node's code.
  */
 export const transportErrors = {
   408: errorResponse(

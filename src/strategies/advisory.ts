@@ -2,7 +2,7 @@ import type { Sequelize } from 'sequelize'
 import { hotQuery } from '../db/hot-query.js'
 import { MAX_BALANCE, MIN_BALANCE } from '../domain/money.js'
 import { toChangeOutcome, type OutcomeRow } from './outcome.js'
-import { ledgerMethods } from './keyed.js'
+import { ledgerFunctionCalls } from './ledger-functions.js'
 import type { BalanceStrategy } from './types.js'
 
 /**
@@ -26,7 +26,7 @@ export function advisoryStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'advisory',
     batchLock: 'advisory',
-    ...ledgerMethods(sequelize, { changeKeyedSql: ADVISORY_CHANGE_KEYED_SQL, transferSql: ADVISORY_TRANSFER_SQL }),
+    ...ledgerFunctionCalls(sequelize, { changeKeyedSql: ADVISORY_CHANGE_KEYED_SQL, transferSql: ADVISORY_TRANSFER_SQL }),
     async change ({ userId, amount }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
       const rows = await hotQuery<OutcomeRow>(sequelize, ADVISORY_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])

@@ -1,5 +1,5 @@
 import type { Sequelize } from 'sequelize'
-import type { StrategyName } from '../config.js'
+import { STRATEGY_NAMES, type StrategyName } from '../config.js'
 import { advisoryStrategy } from './advisory.js'
 import { atomicStrategy } from './atomic.js'
 import { rowLockStrategy } from './row-lock.js'
@@ -11,7 +11,7 @@ const factories: Record<StrategyName, StrategyFactory> = {
   'row-lock': rowLockStrategy,
 }
 
-export const strategyNames = Object.keys(factories) as StrategyName[]
+export const strategyNames: StrategyName[] = [...STRATEGY_NAMES]
 
 export function createStrategy (name: StrategyName, sequelize: Sequelize): BalanceStrategy {
   return factories[name](sequelize)

@@ -1,7 +1,7 @@
 import net from 'node:net'
 import pg from 'pg'
 import t from 'tap'
-import { clientErrorHandler } from '../../src/client-error.js'
+import { clientErrorHandler } from '../../src/http-client-error-handler.js'
 import { guardedPg } from '../../src/db/guarded-pg.js'
 import { parseResponse } from '../support/raw-http.js'
 

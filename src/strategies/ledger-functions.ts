@@ -21,7 +21,7 @@ async function runKeyed<T> (sequelize: Sequelize, sql: string, bind: unknown[], 
   return toKeyed(rows[0], parse)
 }
 
-export function ledgerMethods (sequelize: Sequelize, functions: LedgerFunctions): {
+export function ledgerFunctionCalls (sequelize: Sequelize, functions: LedgerFunctions): {
   changeKeyed: (request: ChangeRequest, claim: IdempotencyClaim) => Promise<Keyed<ChangeOutcome>>
   transfer: (request: TransferRequest, claim?: IdempotencyClaim) => Promise<Keyed<TransferOutcome>>
 } {
