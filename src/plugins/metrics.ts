@@ -40,14 +40,8 @@ type LockWaiterRow = { wait_event: string, n: number }
 /** What became of one lock-waiter query: its rows came back in time, came later (or never), or it failed. */
 type LockQueryResult = 'answered' | 'late' | 'failed'
 
-function createMetrics (registry: Registry, sequelize: Sequelize): { observer: BalanceObserver, httpDuration: Histogram } {
-  const httpDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP request latency by method, route pattern and status; its _count is the request count',
-    labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: HTTP_BUCKETS,
-    registers: [registry],
-  })
+/** The balance service's observer: changes applied, refused and failed, their transaction time, batch sizes. */
+function balanceObserver (registry: Registry): BalanceObserver {
   const applied = new Counter({
     name: 'balance_changes_applied_total',
     help: 'Balance changes committed (one journal entry each), by strategy',
@@ -87,6 +81,23 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
     registers: [registry],
   })
 
+  // Hot path: one counter increment and one histogram observation per change (about 1-2 µs together, measured).
+  return {
+    changeFinished (strategy, result, seconds) {
+      if (result === 'applied') applied.inc({ strategy })
+      else if (REFUSALS.has(result)) refused.inc({ strategy, reason: result })
+      else failed.inc({ strategy, reason: result })
+      transaction.observe({ strategy, result }, seconds)
+    },
+    batchFinished (strategy, size) {
+      batchSize.observe({ strategy }, size)
+      batches.inc({ strategy })
+    },
+  }
+}
+
+/** Pool state, read at scrape time from sequelize-pool (Sequelize does not type `connectionManager.pool`). */
+function poolGauges (registry: Registry, sequelize: Sequelize): void {
   const pool = (): PoolStats | undefined => (sequelize.connectionManager as unknown as { pool?: PoolStats }).pool
   new Gauge({
     name: 'db_pool_connections',
@@ -107,6 +118,10 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
     registers: [registry],
     collect () { this.set(pool()?.waiting ?? 0) },
   })
+}
+
+/** Lock waiters at scrape time: one bounded query on a pooled connection, shared by concurrent scrapes. */
+function lockWaiterGauge (registry: Registry, sequelize: Sequelize): void {
   const lockQueries = new Counter({
     name: 'db_lock_waiter_queries_total',
     help: 'Lock-waiter queries sent by scrapes (concurrent scrapes share one), by result: answered, late (no answer within 1 s: the gauge kept its last value) or failed',
@@ -127,21 +142,19 @@ function createMetrics (registry: Registry, sequelize: Sequelize): { observer: B
       for (const row of rows) this.set({ wait_event: row.wait_event }, row.n)
     },
   })
+}
 
-  // Hot path: one counter increment and one histogram observation per change (about 1-2 µs together, measured).
-  const observer: BalanceObserver = {
-    changeFinished (strategy, result, seconds) {
-      if (result === 'applied') applied.inc({ strategy })
-      else if (REFUSALS.has(result)) refused.inc({ strategy, reason: result })
-      else failed.inc({ strategy, reason: result })
-      transaction.observe({ strategy, result }, seconds)
-    },
-    batchFinished (strategy, size) {
-      batchSize.observe({ strategy }, size)
-      batches.inc({ strategy })
-    },
-  }
-  return { observer, httpDuration }
+function createMetrics (registry: Registry, sequelize: Sequelize): { observer: BalanceObserver, httpDuration: Histogram } {
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request latency by method, route pattern and status; its _count is the request count',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: HTTP_BUCKETS,
+    registers: [registry],
+  })
+  poolGauges(registry, sequelize)
+  lockWaiterGauge(registry, sequelize)
+  return { observer: balanceObserver(registry), httpDuration }
 }
 
 /**
