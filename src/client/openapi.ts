@@ -297,7 +297,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
                 503: {
                     headers: {
                         /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
@@ -900,7 +900,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
                 503: {
                     headers: {
                         /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
@@ -1151,7 +1151,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
                 503: {
                     headers: {
                         /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
@@ -1363,7 +1363,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
                 503: {
                     headers: {
                         /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
@@ -1577,7 +1577,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full or the request's deadline passed; nothing was applied */
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
                 503: {
                     headers: {
                         /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */

@@ -80,7 +80,7 @@ export const commonErrors = {
       'DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for ' +
         'the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one ' +
         'may or may not have been applied (look at the user\'s transactions before sending it again), a read changed nothing. ' +
-        'OVERLOADED (with `Retry-After`): a bounded queue was full or the request\'s deadline passed; nothing was applied',
+        'OVERLOADED (with `Retry-After`): a bounded queue was full, the request\'s deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied',
       { statusCode: 503, code: 'DB_UNAVAILABLE', error: 'Service Unavailable', message: 'The database is unavailable; retry with the same Idempotency-Key to learn the outcome' },
     ),
     headers: { 'Retry-After': RETRY_AFTER },

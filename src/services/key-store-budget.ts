@@ -9,9 +9,10 @@ import { OverloadedError } from '../domain/errors.js'
  * reads go on), after one bounded purge of expired keys has had its chance to make room.
  *
  * The count is PostgreSQL's own estimate of live rows (pg_stat_user_tables.n_live_tup, kept current by every
- * backend's statistics), read at most once per REFRESH_MS and shared by every request meanwhile: no count(*) over
+ * backend's statistics), read at most once per KEY_COUNT_REFRESH_MS and shared by every request meanwhile: no count(*) over
  * millions of rows, and no hot counter row that every keyed write would have to lock. It lags by about a second,
- * so the bound is approximate by that much, which is what a guard against unbounded growth needs.
+ * and the first keyed write after a read is judged by the previous one, so the bound is approximate by a second or
+ * two of writes, which is what a guard against unbounded growth needs.
  */
 export const KEY_COUNT_REFRESH_MS = 1_000
 /** Expired keys one purge deletes when the table is at its bound (oldest first, skipping locked rows). */
@@ -35,7 +36,7 @@ export class KeyStoreBudget {
 
   /** Resolves when a new key may be stored; throws OverloadedError when the table is at its bound. */
   async admit (): Promise<void> {
-    if (performance.now() - this.readAt >= KEY_COUNT_REFRESH_MS) await this.refresh()
+    if (performance.now() - this.readAt >= KEY_COUNT_REFRESH_MS) this.refreshInBackground()
     if (this.estimate < this.maxKeys) return
     const purged = await this.count(PURGE_SQL, [FULL_PURGE_LIMIT])
     this.estimate = Math.max(0, this.estimate - purged)
@@ -43,17 +44,15 @@ export class KeyStoreBudget {
     throw new OverloadedError(`the idempotency key store holds its limit of ${this.maxKeys} keys (IDEMPOTENCY_MAX_KEYS)`, RETRY_AFTER_SECONDS)
   }
 
-  /** One read of the estimate at a time; concurrent callers share it. */
-  private async refresh (): Promise<void> {
-    this.reading ??= (async () => {
-      try {
-        this.estimate = await this.count(LIVE_KEYS_SQL, [])
-        this.readAt = performance.now()
-      } finally {
-        this.reading = undefined
-      }
-    })()
-    await this.reading
+  /**
+   * A new estimate, read beside the write rather than before it: a keyed write below the bound never waits for it
+   * (and never depends on one more round trip). One read at a time, at most one per KEY_COUNT_REFRESH_MS; a failed
+   * read keeps the last estimate (the write itself reports a lost database).
+   */
+  private refreshInBackground (): void {
+    if (this.reading !== undefined) return
+    this.readAt = performance.now()
+    this.reading = this.count(LIVE_KEYS_SQL, []).then((n) => { this.estimate = n }, () => {}).finally(() => { this.reading = undefined })
   }
 
   private async count (text: string, values: unknown[]): Promise<number> {
