@@ -1,20 +1,13 @@
 import t from 'tap'
 import { BalanceClient, ForbiddenError, UnauthorizedError } from '../../src/client/index.js'
 import { build, books, listen } from '../helper.js'
+import { rejection } from '../support/rejection.js'
 
 // The typed client against a service with read-write and read-only tokens: 401 and 403 are typed, never retried.
 const WRITE = 'auth-client-write-0123456789'
 const READ = 'auth-client-read-0123456789'
 const FAST = { baseDelayMs: 5, maxDelayMs: 50 }
 
-async function rejection (promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return error
-  }
-  throw new Error('expected a rejection')
-}
 
 t.test('a read-only token reads; its writes are ForbiddenError; no token is UnauthorizedError, for reads too', async (t) => {
   const { app } = await build(t, { env: { API_TOKENS: WRITE, API_READ_TOKENS: READ } })

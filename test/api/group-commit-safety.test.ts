@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { createStrategy } from '../../src/strategies/index.js'
 import { decodeBatchItem, executeBatch } from '../../src/strategies/batch.js'
 import { GroupCommit, type BatchRunner } from '../../src/strategies/group-commit.js'
 import type { ChangeOutcome } from '../../src/strategies/types.js'
 import { build } from '../helper.js'
+import { holdLock } from '../support/locks.js'
 import { assertBooksBalance, balanceOf, journal, newUser, request } from '../support/ledger.js'
 
 /**
@@ -16,15 +16,6 @@ import { assertBooksBalance, balanceOf, journal, newUser, request } from '../sup
 
 const AMOUNTS = [1, 10, 100]
 
-/** Holds pg_advisory_xact_lock(userId) on its own connection (not the app's pool) until release(). */
-async function holdLock (t: Test, url: string, userId: number): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  t.teardown(async () => { await client.end() })
-  await client.query('BEGIN')
-  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [userId])
-  return async () => { await client.query('COMMIT') }
-}
 
 async function changes (app: FastifyInstance, userId: number): Promise<number[]> {
   return (await journal(app, userId)).filter((entry) => entry.kind === 'change').map((entry) => entry.amount)

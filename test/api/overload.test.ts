@@ -1,7 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { build } from '../helper.js'
+import { holdLock } from '../support/locks.js'
 import { assertBooksBalance, balanceOf, journal, newUser, request } from '../support/ledger.js'
 
 /**
@@ -9,15 +9,6 @@ import { assertBooksBalance, balanceOf, journal, newUser, request } from '../sup
  * at once with 503 OVERLOADED and Retry-After, and nothing of it is applied.
  */
 
-/** Holds pg_advisory_xact_lock(userId) on a connection of its own (not the app's pool) until release(). */
-async function holdLock (t: Test, url: string, userId: number): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  t.teardown(async () => { await client.end() })
-  await client.query('BEGIN')
-  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [userId])
-  return async () => { await client.query('COMMIT') }
-}
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 

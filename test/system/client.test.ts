@@ -22,6 +22,7 @@ import {
 } from '../../src/client/index.js'
 import { build, buildBehindProxy, listen } from '../helper.js'
 import { startTcpProxy } from '../support/tcp-proxy.js'
+import { rejection } from '../support/rejection.js'
 
 /**
  * The typed client against the real service on a real PostgreSQL: every method, its typed errors, and
@@ -38,14 +39,6 @@ async function served (app: FastifyInstance, method: string, route: string, stat
   return line === undefined ? 0 : Number(line.split(' ').pop())
 }
 
-async function rejection (promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return error
-  }
-  throw new Error('expected a rejection')
-}
 
 async function journalByKey (url: string, key: string): Promise<number> {
   const client = new pg.Client({ connectionString: url })

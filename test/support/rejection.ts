@@ -1,0 +1,9 @@
+/** The error a promise rejects with; a promise that resolves fails the test. */
+export async function rejection (promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a rejection')
+}
