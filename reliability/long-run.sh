@@ -1,6 +1,6 @@
 #!/bin/sh
 # The long run behind reliability/REPORT.md: the bank soak, then (unless SKIP_FUZZ=1) the long fuzz, then the report
-# and the README section. From the project root: nohup sh reliability/long-run.sh > reliability/long-run.log 2>&1 &
+# and the section of docs/reliability.md. From the project root: nohup sh reliability/long-run.sh > reliability/long-run.log 2>&1 &
 set -u
 MINUTES="${SOAK_MINUTES:-15}"
 npx tsc -p tsconfig.bench.json || exit 2

@@ -526,7 +526,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
   }
 }
 
-/** `--minutes N` or `--seconds N`, and the rest; see the README's reliability section. */
+/** `--minutes N` or `--seconds N`, and the rest; see docs/reliability.md. */
 export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' | 'serverCommand' | 'serverEnv'> {
   const values = new Map<string, string>()
   const flags = new Set<string>()

@@ -38,7 +38,7 @@ export interface TopologyOptions {
   pooler?: Pooler
   /** The database the service uses, created on the primary once it is up. */
   database?: string
-  /** Patroni's timings (seconds); see the README's HA section for what each does to failover time. */
+  /** Patroni's timings (seconds); see docs/ha-topology.md for what each does to failover time. */
   ttl?: number
   loopWait?: number
   retryTimeout?: number

@@ -251,7 +251,7 @@ t.test('a second signal past the echo window, while a request is still in flight
 
   // Exiting at once does not take back what the database was already doing: the backend, waiting on the lock, does
   // not notice its client is gone, and once the lock is free it commits. The client saw a reset for a change that was
-  // applied: the reason a client retries with its Idempotency-Key (README, "Graceful shutdown").
+  // applied: the reason a client retries with its Idempotency-Key (docs/operations.md, "Graceful shutdown").
   await holder.query('SELECT pg_advisory_unlock(1)')
   t.not(await waitFor(async () => (await query<{ busy: string }>(db.url, `
     SELECT count(*) AS busy FROM pg_stat_activity

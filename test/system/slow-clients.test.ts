@@ -8,7 +8,7 @@ import { build, listen } from '../helper.js'
  * idle sockets cannot hold the connection slots for long.
  */
 
-/** The documented bound (README "Limits"): headers within 10 s, checked every 1 s. */
+/** The documented bound (docs/operations.md, "Limits"): headers within 10 s, checked every 1 s. */
 const HEADERS_MS = 10_000
 const BOUND_MS = HEADERS_MS + 1_000
 const SLACK_MS = 1500
