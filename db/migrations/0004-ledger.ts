@@ -1,13 +1,13 @@
 import type { Migration } from '../types.js'
 
 /**
- * Issue 4, the ledger: idempotency keys, user creation, transfers, and a keyed variant of every strategy's change.
+ * The ledger: idempotency keys, user creation, transfers, and a keyed variant of every strategy's change.
  *
  * Why functions again: each write, keyed or not, stays ONE round trip from the service (claim the key, lock, check,
  * write, journal, store the outcome, commit), so no network trip is ever made while a user lock is held.
  * The keyless PATCH keeps calling the shipped 0002/0003 functions (and atomic's CTE) unchanged.
  *
- * Idempotency (CONTRACT "Idempotency"):
+ * Idempotency (the same key and body replay the first answer; a different body is a 422; concurrent duplicates execute once):
  * - idempotency_claim() INSERTs the key row first thing in the transaction. A concurrent request with the same key
  *   blocks on the primary key's unique index until the first transaction ends; after a commit it finds the stored
  *   outcome and replays it (or reports reuse when the fingerprint differs); after a rollback its INSERT succeeds and

@@ -1,7 +1,7 @@
 import type { Migration } from '../types.js'
 
 /**
- * Issue 9, group commit: balance_change_batch() applies several changes to ONE user in one transaction and one
+ * Group commit: balance_change_batch() applies several changes to ONE user in one transaction and one
  * round trip, so they share one WAL flush instead of paying one each (the hot row's per-commit ceiling).
  *
  * Exactly what a one-at-a-time run in the given order would answer:
