@@ -56,7 +56,7 @@ function balanceObserver (registry: Registry): BalanceObserver {
   })
   const failed = new Counter({
     name: 'balance_changes_failed_total',
-    help: 'Balance changes that failed: db_unavailable (503) or error (a bug, 500), by strategy',
+    help: 'Balance changes that failed: db_unavailable (503), overloaded (503, shed unsent) or error (a bug, 500), by strategy',
     labelNames: ['strategy', 'reason'] as const,
     registers: [registry],
   })

@@ -1,6 +1,6 @@
 import type { Sequelize } from 'sequelize'
 import {
-  BalanceLimitExceededError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
+  BalanceLimitExceededError, DomainError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
   type UnavailableRequest,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
@@ -73,7 +73,14 @@ function writeKind (key: string | undefined): UnavailableRequest {
 }
 
 /** How a change ended: a strategy outcome, or the database was unavailable, or an unexpected error (a bug). */
-export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'error'
+export type ChangeResult = ChangeOutcome['outcome'] | 'db_unavailable' | 'overloaded' | 'error'
+
+/** How a change that threw is counted: the database lost, a change shed unsent, or a bug. */
+function failureOf (error: unknown): ChangeResult {
+  if (error instanceof DatabaseUnavailableError) return 'db_unavailable'
+  if (error instanceof DomainError && error.code === 'OVERLOADED') return 'overloaded'
+  return 'error'
+}
 
 /**
  * Told about every change the service makes (metrics). Called on the hot path: must be cheap and must not throw.
@@ -189,7 +196,7 @@ export class BalanceService {
       observer.changeFinished(this.strategy.name, result.outcome, (performance.now() - started) / 1000)
       return result
     } catch (error) {
-      observer.changeFinished(this.strategy.name, error instanceof DatabaseUnavailableError ? 'db_unavailable' : 'error', (performance.now() - started) / 1000)
+      observer.changeFinished(this.strategy.name, failureOf(error), (performance.now() - started) / 1000)
       throw error
     }
   }

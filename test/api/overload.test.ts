@@ -50,6 +50,9 @@ t.test('a user\'s group-commit lane is bounded: past it, an immediate 503 OVERLO
   t.same(admitted.map(({ reply }) => reply.statusCode), [200, 200, 200, 200, 200], 'the five in the lane applied')
   t.equal(await changeCount(app, userId), 6, 'exactly 6 journal entries: none for the refused')
   t.equal(await balanceOf(app, userId), 6)
+  const metrics = (await app.inject('/metrics')).body
+  t.match(metrics, /balance_changes_failed_total\{strategy="advisory",reason="overloaded"\} 14\n/, 'the 14 shed are counted as overloaded, not as bugs')
+  t.notMatch(metrics, /reason="error"/, 'no change counted as an error')
   await assertBooksBalance(t, app)
 })
 
