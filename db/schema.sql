@@ -4,6 +4,28 @@
 
 -- Tables
 
+CREATE TABLE "holds" (
+  "id" bigint NOT NULL DEFAULT nextval('holds_id_seq'::regclass),
+  "user_id" bigint NOT NULL,
+  "amount" bigint NOT NULL,
+  "status" text NOT NULL DEFAULT 'active'::text,
+  "captured" bigint NOT NULL DEFAULT 0,
+  "expires_at" timestamp with time zone NOT NULL,
+  "created_at" timestamp with time zone NOT NULL,
+  "settled_at" timestamp with time zone,
+  "to_user_id" bigint,
+  "metadata" jsonb,
+  "idempotency_key" text,
+  CONSTRAINT "holds_pkey" PRIMARY KEY (id),
+  CONSTRAINT "holds_to_user_id_fkey" FOREIGN KEY (to_user_id) REFERENCES users(id),
+  CONSTRAINT "holds_user_id_fkey" FOREIGN KEY (user_id) REFERENCES users(id),
+  CONSTRAINT "holds_amount_positive" CHECK (((amount > 0) AND (amount <= '9007199254740991'::bigint))),
+  CONSTRAINT "holds_captured_only_when_captured" CHECK (((status = 'captured'::text) = (captured > 0))),
+  CONSTRAINT "holds_captured_within_amount" CHECK (((captured >= 0) AND (captured <= amount))),
+  CONSTRAINT "holds_settled_when_not_active" CHECK (((status = 'active'::text) = (settled_at IS NULL))),
+  CONSTRAINT "holds_status_known" CHECK ((status = ANY (ARRAY['active'::text, 'captured'::text, 'voided'::text, 'expired'::text])))
+);
+
 CREATE TABLE "idempotency_keys" (
   "key" text NOT NULL,
   "request_fingerprint" text NOT NULL,
@@ -23,12 +45,16 @@ CREATE TABLE "journal_entries" (
   "kind" text NOT NULL,
   "transfer_id" uuid,
   "idempotency_key" text,
-  "created_at" timestamp with time zone NOT NULL DEFAULT now(),
+  "created_at" timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
+  "hold_id" bigint,
+  "metadata" jsonb,
   CONSTRAINT "journal_entries_pkey" PRIMARY KEY (id),
+  CONSTRAINT "journal_entries_hold_id_fkey" FOREIGN KEY (hold_id) REFERENCES holds(id),
   CONSTRAINT "journal_entries_user_id_fkey" FOREIGN KEY (user_id) REFERENCES users(id),
   CONSTRAINT "journal_amount_non_zero" CHECK ((amount <> 0)),
   CONSTRAINT "journal_balance_after_in_bounds" CHECK (((balance_after >= 0) AND (balance_after <= '9007199254740991'::bigint))),
-  CONSTRAINT "journal_kind_known" CHECK ((kind = ANY (ARRAY['opening'::text, 'change'::text, 'transfer-in'::text, 'transfer-out'::text])))
+  CONSTRAINT "journal_capture_names_hold" CHECK (((kind = ANY (ARRAY['capture'::text, 'capture-in'::text])) = (hold_id IS NOT NULL))),
+  CONSTRAINT "journal_kind_known" CHECK ((kind = ANY (ARRAY['opening'::text, 'change'::text, 'transfer-in'::text, 'transfer-out'::text, 'capture'::text, 'capture-in'::text])))
 );
 
 CREATE TABLE "users" (
@@ -36,18 +62,27 @@ CREATE TABLE "users" (
   "balance" bigint NOT NULL DEFAULT 0,
   "created_at" timestamp with time zone NOT NULL DEFAULT now(),
   "updated_at" timestamp with time zone NOT NULL DEFAULT now(),
+  "held" bigint NOT NULL DEFAULT 0,
+  "holds_expire_at" timestamp with time zone,
   CONSTRAINT "users_pkey" PRIMARY KEY (id),
   CONSTRAINT "users_balance_max" CHECK ((balance <= '9007199254740991'::bigint)),
-  CONSTRAINT "users_balance_non_negative" CHECK ((balance >= 0))
+  CONSTRAINT "users_balance_non_negative" CHECK ((balance >= 0)),
+  CONSTRAINT "users_held_within_balance" CHECK (((held >= 0) AND (held <= balance)))
 );
 
 -- Indexes (besides those of primary keys and unique constraints)
+
+CREATE INDEX holds_user_active_expiry ON public.holds USING btree (user_id, expires_at) WHERE (status = 'active'::text);
+
+CREATE INDEX holds_user_newest ON public.holds USING btree (user_id, id DESC);
 
 CREATE INDEX idempotency_keys_expiry ON public.idempotency_keys USING btree (expires_at);
 
 CREATE INDEX journal_entries_user_newest ON public.journal_entries USING btree (user_id, id DESC);
 
 -- Sequences
+
+CREATE SEQUENCE holds_id_seq AS bigint START 1 INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 OWNED BY holds.id;
 
 CREATE SEQUENCE journal_entries_id_seq AS bigint START 1 INCREMENT 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 OWNED BY journal_entries.id;
 
@@ -57,42 +92,10 @@ CREATE SEQUENCE users_id_seq AS bigint START 1 INCREMENT 1 MINVALUE 1 MAXVALUE 9
 
 CREATE OR REPLACE FUNCTION public.balance_change_advisory(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint)
  RETURNS TABLE(outcome text, balance bigint, entry_id bigint)
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-    DECLARE
-      v_balance BIGINT;
-      v_entry   BIGINT;
-    BEGIN
-      IF p_amount < 0 THEN
-        -- Lock-free refusal on the committed balance; found or not, the locked path below decides everything else.
-        SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id;
-        IF FOUND AND v_balance + p_amount < p_min THEN
-          RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT;
-          RETURN;
-        END IF;
-      END IF;
-      PERFORM pg_advisory_xact_lock(p_user_id);
-      -- The row lock too: an instance of another strategy may write this row without the advisory lock.
-      SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
-      IF NOT FOUND THEN
-        RETURN QUERY SELECT 'user_not_found'::TEXT, NULL::BIGINT, NULL::BIGINT;
-        RETURN;
-      END IF;
-      IF v_balance + p_amount < p_min THEN
-        RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT;
-        RETURN;
-      END IF;
-      IF v_balance + p_amount > p_max THEN
-        RETURN QUERY SELECT 'balance_limit_exceeded'::TEXT, v_balance, NULL::BIGINT;
-        RETURN;
-      END IF;
-      UPDATE users SET balance = v_balance + p_amount, updated_at = now() WHERE id = p_user_id;
-      INSERT INTO journal_entries (user_id, amount, balance_after, kind)
-        VALUES (p_user_id, p_amount, v_balance + p_amount, 'change')
-        RETURNING id INTO v_entry;
-      RETURN QUERY SELECT 'applied'::TEXT, v_balance + p_amount, v_entry;
-    END
-    $function$;
+    SELECT c.outcome, c.balance, c.entry_id FROM balance_change_locked('advisory', p_user_id, p_amount, p_min, p_max, NULL, NULL) c
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_change_advisory_keyed(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
@@ -115,53 +118,50 @@ AS $function$
 
 CREATE OR REPLACE FUNCTION public.balance_change_atomic(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint)
  RETURNS TABLE(outcome text, balance bigint, entry_id bigint)
+ LANGUAGE sql
+AS $function$
+    SELECT c.outcome, c.balance, c.entry_id FROM balance_change_atomic(p_user_id, p_amount, p_min, p_max, NULL, NULL) c
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.balance_change_atomic(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_metadata jsonb, p_key text)
+ RETURNS TABLE(outcome text, balance bigint, entry_id bigint, available bigint)
  LANGUAGE plpgsql
 AS $function$
-      DECLARE
-        v_balance BIGINT;
-        v_entry   BIGINT;
-        v_locked  BOOLEAN := false;
-      BEGIN
-        FOR attempt IN 1..9 LOOP
-          IF attempt > 8 THEN
-            -- The balance keeps moving between refusal and read: decide under the row lock.
-            SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id FOR UPDATE;
-            v_locked := true;
-          ELSE
-            UPDATE users u SET balance = u.balance + p_amount, updated_at = now()
-              WHERE u.id = p_user_id AND u.balance + p_amount BETWEEN p_min AND p_max
-              RETURNING u.balance INTO v_balance;
-            IF FOUND THEN
-              INSERT INTO journal_entries (user_id, amount, balance_after, kind)
-                VALUES (p_user_id, p_amount, v_balance, 'change') RETURNING id INTO v_entry;
-              RETURN QUERY SELECT 'applied'::TEXT, v_balance, v_entry;
-              RETURN;
-            END IF;
-            -- A new statement, a new snapshot: the latest committed balance.
-            SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id;
-          END IF;
-          IF NOT FOUND THEN
-            RETURN QUERY SELECT 'user_not_found'::TEXT, NULL::BIGINT, NULL::BIGINT;
-            RETURN;
-          END IF;
-          IF v_balance + p_amount < p_min THEN
-            RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT;
-            RETURN;
-          END IF;
-          IF v_balance + p_amount > p_max THEN
-            RETURN QUERY SELECT 'balance_limit_exceeded'::TEXT, v_balance, NULL::BIGINT;
-            RETURN;
-          END IF;
-          IF v_locked THEN
-            UPDATE users SET balance = v_balance + p_amount, updated_at = now() WHERE id = p_user_id;
-            INSERT INTO journal_entries (user_id, amount, balance_after, kind)
-              VALUES (p_user_id, p_amount, v_balance + p_amount, 'change') RETURNING id INTO v_entry;
-            RETURN QUERY SELECT 'applied'::TEXT, v_balance + p_amount, v_entry;
-            RETURN;
-          END IF;
-        END LOOP;
-      END
-      $function$;
+  DECLARE
+    v_balance BIGINT;
+    v_held    BIGINT;
+    v_next    TIMESTAMPTZ;
+    v_entry   BIGINT;
+  BEGIN
+    FOR attempt IN 1..8 LOOP
+      UPDATE users u SET balance = u.balance + p_amount, updated_at = now()
+        WHERE u.id = p_user_id AND u.balance + p_amount >= p_min + u.held AND u.balance + p_amount <= p_max
+        RETURNING u.balance, u.held INTO v_balance, v_held;
+      IF FOUND THEN
+        INSERT INTO journal_entries (user_id, amount, balance_after, kind, idempotency_key, metadata)
+          VALUES (p_user_id, p_amount, v_balance, 'change', p_key, p_metadata) RETURNING id INTO v_entry;
+        RETURN QUERY SELECT 'applied'::TEXT, v_balance, v_entry, v_balance - v_held;
+        RETURN;
+      END IF;
+      -- A new statement, a new snapshot: the latest committed figures.
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id;
+      IF NOT FOUND THEN
+        RETURN QUERY SELECT 'user_not_found'::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT;
+        RETURN;
+      END IF;
+      EXIT WHEN v_next IS NOT NULL AND v_next <= clock_timestamp();
+      IF v_balance + p_amount < p_min + v_held THEN
+        RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT, v_balance - v_held;
+        RETURN;
+      END IF;
+      IF v_balance + p_amount > p_max THEN
+        RETURN QUERY SELECT 'balance_limit_exceeded'::TEXT, v_balance, NULL::BIGINT, v_balance - v_held;
+        RETURN;
+      END IF;
+    END LOOP;
+    RETURN QUERY SELECT * FROM balance_change_locked('row', p_user_id, p_amount, p_min, p_max, p_metadata, p_key);
+  END
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_change_atomic_keyed(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
@@ -184,179 +184,105 @@ AS $function$
 
 CREATE OR REPLACE FUNCTION public.balance_change_batch(p_lock text, p_user_id bigint, p_amounts bigint[], p_keys text[], p_fingerprints text[], p_min bigint, p_max bigint, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(ord integer, idempotency text, outcome text, balance bigint, entry_id bigint, result jsonb)
+ LANGUAGE sql
+AS $function$
+    SELECT b.ord, b.idempotency, b.outcome, b.balance, b.entry_id, b.result
+    FROM ledger_batch(p_lock, p_user_id,
+      array_fill('change'::TEXT, ARRAY[coalesce(cardinality(p_amounts), 0)]), p_amounts,
+      array_fill(NULL::BIGINT, ARRAY[coalesce(cardinality(p_amounts), 0)]),
+      array_fill(NULL::INT, ARRAY[coalesce(cardinality(p_amounts), 0)]),
+      array_fill(NULL::JSONB, ARRAY[coalesce(cardinality(p_amounts), 0)]),
+      p_keys, p_fingerprints, p_min, p_max, p_ttl_seconds, p_purge_limit) b
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.balance_change_keyed(p_strategy text, p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_metadata jsonb, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
+ RETURNS TABLE(idempotency text, result jsonb)
  LANGUAGE plpgsql
 AS $function$
-    DECLARE
-      n             INT := coalesce(cardinality(p_amounts), 0);
-      v_key         TEXT;
-      v_fingerprint TEXT;
-      v_stored      TEXT;
-      v_result      JSONB;
-      v_found       BOOLEAN;
-      v_balance     BIGINT;
-      v_amount      BIGINT;
-      v_first       INT;
-      -- per item
-      v_idem        TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
-      v_outcome     TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
-      v_after       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
-      v_entry       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
-      v_replay_of   INT[]    := array_fill(NULL::INT, ARRAY[n]);
-      -- keys this batch executed, and the item that executed each
-      v_exec_keys   TEXT[]   := '{}';
-      v_exec_items  INT[]    := '{}';
-      -- applied items, in input order
-      v_app_items   INT[]    := '{}';
-      v_ids         BIGINT[];
-    BEGIN
-      IF n = 0 THEN
+  DECLARE
+    v_claim  RECORD;
+    v_change RECORD;
+  BEGIN
+    SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
+    IF v_claim.claim_state <> 'claimed' THEN
+      RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
+      RETURN;
+    END IF;
+    IF p_strategy = 'atomic' THEN
+      SELECT * INTO v_change FROM balance_change_atomic(p_user_id, p_amount, p_min, p_max, p_metadata, p_key);
+    ELSIF p_strategy = 'advisory' THEN
+      SELECT * INTO v_change FROM balance_change_locked('advisory', p_user_id, p_amount, p_min, p_max, p_metadata, p_key);
+    ELSIF p_strategy = 'row-lock' THEN
+      SELECT * INTO v_change FROM balance_change_locked('row', p_user_id, p_amount, p_min, p_max, p_metadata, p_key);
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown strategy %', p_strategy;
+    END IF;
+    RETURN QUERY SELECT 'executed'::TEXT, idempotency_store(p_key,
+      jsonb_build_object('operation', 'change', 'outcome', v_change.outcome, 'userId', p_user_id, 'amount', p_amount,
+                         'balance', v_change.balance, 'available', v_change.available, 'entryId', v_change.entry_id),
+      CASE WHEN v_change.entry_id IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[v_change.entry_id] END);
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.balance_change_locked(p_lock text, p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_metadata jsonb, p_key text)
+ RETURNS TABLE(outcome text, balance bigint, entry_id bigint, available bigint)
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_balance BIGINT;
+    v_held    BIGINT;
+    v_next    TIMESTAMPTZ;
+    v_now     TIMESTAMPTZ;
+    v_entry   BIGINT;
+  BEGIN
+    IF p_amount < 0 THEN
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id;
+      IF FOUND AND (v_next IS NULL OR v_next > clock_timestamp()) AND v_balance + p_amount < p_min + v_held THEN
+        RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT, v_balance - v_held;
         RETURN;
       END IF;
-      IF coalesce(cardinality(p_keys), 0) <> n OR coalesce(cardinality(p_fingerprints), 0) <> n THEN
-        RAISE EXCEPTION 'invariant: balance_change_batch got % amounts, % keys, % fingerprints',
-          n, cardinality(p_keys), cardinality(p_fingerprints);
+    END IF;
+    IF p_lock = 'advisory' THEN
+      PERFORM pg_advisory_xact_lock(p_user_id);
+      -- The row lock too: an instance of another strategy may write this row without the advisory lock.
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    IF NOT FOUND THEN
+      RETURN QUERY SELECT 'user_not_found'::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT;
+      RETURN;
+    END IF;
+    IF v_next IS NOT NULL THEN
+      v_now := clock_timestamp();
+      IF v_next <= v_now THEN
+        SELECT r.held INTO v_held FROM holds_release_expired(p_user_id, v_now) r;
       END IF;
-
-      -- 1. Claim every distinct key (with its first item's fingerprint), in key order, before the user lock.
-      FOR v_key, v_fingerprint IN
-        SELECT DISTINCT ON (k.key) k.key, k.fingerprint
-        FROM unnest(p_keys, p_fingerprints) WITH ORDINALITY AS k(key, fingerprint, item)
-        WHERE k.key IS NOT NULL
-        ORDER BY k.key, k.item
-      LOOP
-        PERFORM idempotency_claim(v_key, v_fingerprint, p_ttl_seconds, p_purge_limit);
-      END LOOP;
-
-      -- 2. The user's lock, once; the balance, once.
-      IF p_lock = 'advisory' THEN
-        PERFORM pg_advisory_xact_lock(p_user_id);
-        -- The row lock too: an instance of another strategy may write this row without the advisory lock.
-        SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
-      ELSIF p_lock = 'row' THEN
-        SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id FOR UPDATE;
-      ELSE
-        RAISE EXCEPTION 'invariant: unknown batch lock %', p_lock;
-      END IF;
-      v_found := FOUND;
-
-      -- 3. Each item in input order, against the running balance.
-      FOR i IN 1..n LOOP
-        v_amount := p_amounts[i];
-        v_key := p_keys[i];
-        IF v_amount IS NULL OR v_amount = 0 THEN
-          RAISE EXCEPTION 'invariant: batch item % has amount %', i, v_amount;
-        END IF;
-        IF v_key IS NOT NULL THEN
-          SELECT k.request_fingerprint, k.result INTO v_stored, v_result FROM idempotency_keys k WHERE k.key = v_key;
-          IF NOT FOUND THEN
-            RAISE EXCEPTION 'invariant: idempotency key % vanished after its claim', v_key;
-          END IF;
-          IF v_stored <> p_fingerprints[i] THEN
-            v_idem[i] := 'reused';
-            CONTINUE;
-          END IF;
-          IF v_result IS NOT NULL THEN
-            -- Stored by a transaction that committed before this batch claimed the key.
-            v_idem[i] := 'replayed';
-            v_replay_of[i] := 0;
-            CONTINUE;
-          END IF;
-          v_first := array_position(v_exec_keys, v_key);
-          IF v_first IS NOT NULL THEN
-            v_idem[i] := 'replayed';
-            v_replay_of[i] := v_exec_items[v_first];
-            CONTINUE;
-          END IF;
-          v_idem[i] := 'executed';
-          v_exec_keys := v_exec_keys || v_key;
-          v_exec_items := v_exec_items || i;
-        END IF;
-        IF NOT v_found THEN
-          v_outcome[i] := 'user_not_found';
-        ELSIF v_balance + v_amount < p_min THEN
-          v_outcome[i] := 'insufficient_funds';
-          v_after[i] := v_balance;
-        ELSIF v_balance + v_amount > p_max THEN
-          v_outcome[i] := 'balance_limit_exceeded';
-          v_after[i] := v_balance;
-        ELSE
-          v_balance := v_balance + v_amount;
-          v_outcome[i] := 'applied';
-          v_after[i] := v_balance;
-          v_app_items := v_app_items || i;
-        END IF;
-      END LOOP;
-
-      -- 4. One balance write and one journal INSERT for everything applied; ids ascending in input order.
-      IF cardinality(v_app_items) > 0 THEN
-        UPDATE users SET balance = v_balance, updated_at = now() WHERE id = p_user_id;
-        SELECT array_agg(s.id ORDER BY s.id) INTO v_ids
-          FROM (SELECT nextval('journal_entries_id_seq') AS id FROM generate_series(1, cardinality(v_app_items))) s;
-        FOR j IN 1..cardinality(v_app_items) LOOP
-          v_entry[v_app_items[j]] := v_ids[j];
-        END LOOP;
-        INSERT INTO journal_entries (id, user_id, amount, balance_after, kind, idempotency_key)
-          SELECT v_entry[a.item], p_user_id, p_amounts[a.item], v_after[a.item], 'change',
-                 CASE WHEN v_idem[a.item] = 'executed' THEN p_keys[a.item] END
-          FROM unnest(v_app_items) AS a(item);
-      END IF;
-
-      -- 5. Store each executed key's outcome; then answer every item in input order.
-      FOR i IN 1..n LOOP
-        IF v_idem[i] = 'executed' THEN
-          PERFORM idempotency_store(p_keys[i],
-            jsonb_build_object('operation', 'change', 'outcome', v_outcome[i], 'userId', p_user_id, 'amount', p_amounts[i],
-                               'balance', v_after[i], 'entryId', v_entry[i]),
-            CASE WHEN v_entry[i] IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[v_entry[i]] END);
-        END IF;
-      END LOOP;
-      FOR i IN 1..n LOOP
-        IF v_idem[i] IS NULL THEN
-          RETURN QUERY SELECT i, NULL::TEXT, v_outcome[i], v_after[i], v_entry[i], NULL::JSONB;
-        ELSIF v_idem[i] = 'reused' THEN
-          RETURN QUERY SELECT i, 'reused'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::JSONB;
-        ELSIF v_idem[i] = 'replayed' AND v_replay_of[i] = 0 THEN
-          RETURN QUERY SELECT i, 'replayed'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT,
-            (SELECT k.result FROM idempotency_keys k WHERE k.key = p_keys[i]);
-        ELSE
-          -- executed here, or a replay of the item in this batch that executed the same key
-          v_first := CASE WHEN v_idem[i] = 'executed' THEN i ELSE v_replay_of[i] END;
-          RETURN QUERY SELECT i, v_idem[i], NULL::TEXT, NULL::BIGINT, NULL::BIGINT,
-            jsonb_build_object('operation', 'change', 'outcome', v_outcome[v_first], 'userId', p_user_id,
-                               'amount', p_amounts[v_first], 'balance', v_after[v_first], 'entryId', v_entry[v_first]);
-        END IF;
-      END LOOP;
-    END
-    $function$;
+    END IF;
+    IF v_balance + p_amount < p_min + v_held THEN
+      RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT, v_balance - v_held;
+      RETURN;
+    END IF;
+    IF v_balance + p_amount > p_max THEN
+      RETURN QUERY SELECT 'balance_limit_exceeded'::TEXT, v_balance, NULL::BIGINT, v_balance - v_held;
+      RETURN;
+    END IF;
+    UPDATE users SET balance = v_balance + p_amount, updated_at = now() WHERE id = p_user_id;
+    INSERT INTO journal_entries (user_id, amount, balance_after, kind, idempotency_key, metadata)
+      VALUES (p_user_id, p_amount, v_balance + p_amount, 'change', p_key, p_metadata)
+      RETURNING id INTO v_entry;
+    RETURN QUERY SELECT 'applied'::TEXT, v_balance + p_amount, v_entry, v_balance + p_amount - v_held;
+  END
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_change_row_lock(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint)
  RETURNS TABLE(outcome text, balance bigint, entry_id bigint)
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-      DECLARE
-        v_balance BIGINT;
-        v_entry   BIGINT;
-      BEGIN
-        SELECT u.balance INTO v_balance FROM users u WHERE u.id = p_user_id FOR UPDATE;
-        IF NOT FOUND THEN
-          RETURN QUERY SELECT 'user_not_found'::TEXT, NULL::BIGINT, NULL::BIGINT;
-          RETURN;
-        END IF;
-        IF v_balance + p_amount < p_min THEN
-          RETURN QUERY SELECT 'insufficient_funds'::TEXT, v_balance, NULL::BIGINT;
-          RETURN;
-        END IF;
-        IF v_balance + p_amount > p_max THEN
-          RETURN QUERY SELECT 'balance_limit_exceeded'::TEXT, v_balance, NULL::BIGINT;
-          RETURN;
-        END IF;
-        UPDATE users SET balance = v_balance + p_amount, updated_at = now() WHERE id = p_user_id;
-        INSERT INTO journal_entries (user_id, amount, balance_after, kind)
-          VALUES (p_user_id, p_amount, v_balance + p_amount, 'change')
-          RETURNING id INTO v_entry;
-        RETURN QUERY SELECT 'applied'::TEXT, v_balance + p_amount, v_entry;
-      END
-      $function$;
+    SELECT c.outcome, c.balance, c.entry_id FROM balance_change_locked('row', p_user_id, p_amount, p_min, p_max, NULL, NULL) c
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_change_row_lock_keyed(p_user_id bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
@@ -377,133 +303,57 @@ AS $function$
     END
     $function$;
 
-CREATE OR REPLACE FUNCTION public.balance_transfer_advisory(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
+CREATE OR REPLACE FUNCTION public.balance_transfer(p_strategy text, p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_metadata jsonb, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
  LANGUAGE plpgsql
 AS $function$
-    DECLARE
-      v_claim  RECORD;
-      v_low    BIGINT;
-      v_high   BIGINT;
-      v_from   BIGINT;
-      v_to     BIGINT;
-      v_result JSONB;
-    BEGIN
-      IF p_key IS NOT NULL THEN
-        SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
-        IF v_claim.claim_state <> 'claimed' THEN
-          RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
-          RETURN;
-        END IF;
+  DECLARE
+    v_claim  RECORD;
+    v_result JSONB;
+  BEGIN
+    IF p_key IS NOT NULL THEN
+      SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
+      IF v_claim.claim_state <> 'claimed' THEN
+        RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
+        RETURN;
       END IF;
-      PERFORM pg_advisory_xact_lock(LEAST(p_from, p_to));
-      PERFORM pg_advisory_xact_lock(GREATEST(p_from, p_to));
-      -- The row locks too, in ascending id order like every other strategy's transfer: an instance of another
-      -- strategy may write these rows without the advisory locks.
-      SELECT u.balance INTO v_low FROM users u WHERE u.id = LEAST(p_from, p_to) FOR NO KEY UPDATE;
-      SELECT u.balance INTO v_high FROM users u WHERE u.id = GREATEST(p_from, p_to) FOR NO KEY UPDATE;
-      IF p_from < p_to THEN v_from := v_low; v_to := v_high; ELSE v_from := v_high; v_to := v_low; END IF;
-      v_result := transfer_refusal(p_from, p_to, v_from, v_to, p_amount, p_min, p_max);
+    END IF;
+    IF p_strategy = 'atomic' THEN
+      v_result := transfer_atomic_attempt(p_from, p_to, p_amount, p_min, p_max, p_key, p_metadata);
       IF v_result IS NULL THEN
-        UPDATE users SET balance = v_from - p_amount, updated_at = now() WHERE id = p_from;
-        UPDATE users SET balance = v_to + p_amount, updated_at = now() WHERE id = p_to;
-        v_result := transfer_journal(p_from, p_to, p_amount, v_from - p_amount, v_to + p_amount, p_key);
+        v_result := transfer_locked('row', p_from, p_to, p_amount, p_min, p_max, p_key, p_metadata);
       END IF;
-      RETURN QUERY SELECT f.idempotency, f.result FROM transfer_finish(p_key, v_result) f;
-    END
-    $function$;
+    ELSIF p_strategy = 'advisory' THEN
+      v_result := transfer_locked('advisory', p_from, p_to, p_amount, p_min, p_max, p_key, p_metadata);
+    ELSIF p_strategy = 'row-lock' THEN
+      v_result := transfer_locked('row', p_from, p_to, p_amount, p_min, p_max, p_key, p_metadata);
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown strategy %', p_strategy;
+    END IF;
+    RETURN QUERY SELECT f.idempotency, f.result FROM transfer_finish(p_key, v_result) f;
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.balance_transfer_advisory(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
+ RETURNS TABLE(idempotency text, result jsonb)
+ LANGUAGE sql
+AS $function$
+    SELECT * FROM balance_transfer('advisory', p_from, p_to, p_amount, p_min, p_max, NULL, p_key, p_fingerprint, p_ttl_seconds, p_purge_limit)
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_transfer_atomic(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-      DECLARE
-        v_claim      RECORD;
-        v_low        BIGINT := LEAST(p_from, p_to);
-        v_high       BIGINT := GREATEST(p_from, p_to);
-        v_low_delta  BIGINT := CASE WHEN p_from < p_to THEN -p_amount ELSE p_amount END;
-        v_low_after  BIGINT;
-        v_high_after BIGINT;
-        v_refused    BIGINT;
-        v_from       BIGINT;
-        v_to         BIGINT;
-        v_result     JSONB;
-      BEGIN
-        IF p_key IS NOT NULL THEN
-          SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
-          IF v_claim.claim_state <> 'claimed' THEN
-            RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
-            RETURN;
-          END IF;
-        END IF;
-        BEGIN
-          UPDATE users u SET balance = u.balance + v_low_delta, updated_at = now()
-            WHERE u.id = v_low AND u.balance + v_low_delta BETWEEN p_min AND p_max
-            RETURNING u.balance INTO v_low_after;
-          IF NOT FOUND THEN
-            v_refused := v_low;
-          ELSE
-            UPDATE users u SET balance = u.balance - v_low_delta, updated_at = now()
-              WHERE u.id = v_high AND u.balance - v_low_delta BETWEEN p_min AND p_max
-              RETURNING u.balance INTO v_high_after;
-            IF NOT FOUND THEN
-              RAISE EXCEPTION USING ERRCODE = 'LT409', MESSAGE = 'transfer refused by its second account';
-            END IF;
-          END IF;
-        EXCEPTION WHEN SQLSTATE 'LT409' THEN
-          v_refused := v_high;
-        END;
-        IF v_refused IS NULL THEN
-          IF p_from < p_to THEN v_from := v_low_after; v_to := v_high_after; ELSE v_from := v_high_after; v_to := v_low_after; END IF;
-          v_result := transfer_journal(p_from, p_to, p_amount, v_from, v_to, p_key);
-        ELSE
-          -- Why it was refused: a lock-free read of the latest committed balances.
-          SELECT u.balance INTO v_from FROM users u WHERE u.id = p_from;
-          SELECT u.balance INTO v_to FROM users u WHERE u.id = p_to;
-          v_result := transfer_refusal(p_from, p_to, v_from, v_to, p_amount, p_min, p_max);
-          IF v_result IS NULL THEN
-            -- The balances moved between the refusal and the read: blame the account that refused, with its balance now.
-            v_result := CASE WHEN v_refused = p_from
-              THEN jsonb_build_object('operation', 'transfer', 'outcome', 'insufficient_funds', 'userId', p_from, 'balance', v_from)
-              ELSE jsonb_build_object('operation', 'transfer', 'outcome', 'balance_limit_exceeded', 'userId', p_to, 'balance', v_to)
-            END;
-          END IF;
-        END IF;
-        RETURN QUERY SELECT f.idempotency, f.result FROM transfer_finish(p_key, v_result) f;
-      END
-      $function$;
+    SELECT * FROM balance_transfer('atomic', p_from, p_to, p_amount, p_min, p_max, NULL, p_key, p_fingerprint, p_ttl_seconds, p_purge_limit)
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.balance_transfer_row_lock(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(idempotency text, result jsonb)
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-      DECLARE
-        v_claim  RECORD;
-        v_low    BIGINT;
-        v_high   BIGINT;
-        v_from   BIGINT;
-        v_to     BIGINT;
-        v_result JSONB;
-      BEGIN
-        IF p_key IS NOT NULL THEN
-          SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
-          IF v_claim.claim_state <> 'claimed' THEN
-            RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
-            RETURN;
-          END IF;
-        END IF;
-        SELECT u.balance INTO v_low FROM users u WHERE u.id = LEAST(p_from, p_to) FOR UPDATE;
-        SELECT u.balance INTO v_high FROM users u WHERE u.id = GREATEST(p_from, p_to) FOR UPDATE;
-        IF p_from < p_to THEN v_from := v_low; v_to := v_high; ELSE v_from := v_high; v_to := v_low; END IF;
-        v_result := transfer_refusal(p_from, p_to, v_from, v_to, p_amount, p_min, p_max);
-        IF v_result IS NULL THEN
-          UPDATE users SET balance = v_from - p_amount, updated_at = now() WHERE id = p_from;
-          UPDATE users SET balance = v_to + p_amount, updated_at = now() WHERE id = p_to;
-          v_result := transfer_journal(p_from, p_to, p_amount, v_from - p_amount, v_to + p_amount, p_key);
-        END IF;
-        RETURN QUERY SELECT f.idempotency, f.result FROM transfer_finish(p_key, v_result) f;
-      END
-      $function$;
+    SELECT * FROM balance_transfer('row-lock', p_from, p_to, p_amount, p_min, p_max, NULL, p_key, p_fingerprint, p_ttl_seconds, p_purge_limit)
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.change_keyed_finish(p_key text, p_user_id bigint, p_amount bigint, p_outcome text, p_balance bigint, p_entry_id bigint)
  RETURNS jsonb
@@ -519,6 +369,126 @@ AS $function$
           CASE WHEN p_entry_id IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[p_entry_id] END);
       END
       $function$;
+
+CREATE OR REPLACE FUNCTION public.hold_capture_to(p_lock text, p_hold_id bigint, p_amount bigint, p_to bigint, p_min bigint, p_max bigint, p_metadata jsonb, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
+ RETURNS TABLE(idempotency text, result jsonb)
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_claim   RECORD;
+    v_owner   BIGINT;
+    v_low     users%ROWTYPE;
+    v_high    users%ROWTYPE;
+    v_from    users%ROWTYPE;
+    v_to      users%ROWTYPE;
+    v_held    BIGINT;
+    v_now     TIMESTAMPTZ;
+    v_hold    holds%ROWTYPE;
+    v_amount  BIGINT;
+    v_outcome TEXT;
+    v_out     BIGINT;
+    v_in      BIGINT;
+    v_result  JSONB;
+  BEGIN
+    IF p_key IS NOT NULL THEN
+      SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
+      IF v_claim.claim_state <> 'claimed' THEN
+        RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
+        RETURN;
+      END IF;
+    END IF;
+    -- A hold's owner never changes: read it without a lock, then lock both users.
+    SELECT h.user_id INTO v_owner FROM holds h WHERE h.id = p_hold_id;
+    IF NOT FOUND THEN
+      v_result := jsonb_build_object('operation', 'capture', 'outcome', 'hold_not_found', 'holdId', p_hold_id);
+    ELSIF v_owner = p_to THEN
+      RAISE EXCEPTION 'invariant: a capture to its own holder reached the database';
+    ELSE
+      IF p_lock = 'advisory' THEN
+        PERFORM pg_advisory_xact_lock(LEAST(v_owner, p_to));
+        PERFORM pg_advisory_xact_lock(GREATEST(v_owner, p_to));
+        SELECT * INTO v_low FROM users u WHERE u.id = LEAST(v_owner, p_to) FOR NO KEY UPDATE;
+        SELECT * INTO v_high FROM users u WHERE u.id = GREATEST(v_owner, p_to) FOR NO KEY UPDATE;
+      ELSE
+        SELECT * INTO v_low FROM users u WHERE u.id = LEAST(v_owner, p_to) FOR UPDATE;
+        SELECT * INTO v_high FROM users u WHERE u.id = GREATEST(v_owner, p_to) FOR UPDATE;
+      END IF;
+      IF v_owner < p_to THEN v_from := v_low; v_to := v_high; ELSE v_from := v_high; v_to := v_low; END IF;
+      v_now := clock_timestamp();
+      v_held := v_from.held;
+      IF v_from.holds_expire_at IS NOT NULL AND v_from.holds_expire_at <= v_now THEN
+        SELECT r.held INTO v_held FROM holds_release_expired(v_owner, v_now) r;
+      END IF;
+      SELECT * INTO v_hold FROM holds h WHERE h.id = p_hold_id;
+      v_amount := coalesce(p_amount, v_hold.amount);
+      IF v_hold.status = 'expired' OR (v_hold.status = 'active' AND v_hold.expires_at <= v_now) THEN
+        v_outcome := 'hold_expired';
+      ELSIF v_hold.status <> 'active' THEN
+        v_outcome := 'hold_not_active';
+      ELSIF v_amount > v_hold.amount THEN
+        v_outcome := 'capture_exceeds_hold';
+      ELSIF v_to.id IS NULL THEN
+        v_outcome := 'user_not_found';
+      ELSIF v_to.balance + v_amount > p_max THEN
+        v_outcome := 'balance_limit_exceeded';
+      ELSE
+        v_outcome := 'applied';
+        UPDATE holds SET status = 'captured', captured = v_amount, settled_at = v_now, to_user_id = p_to
+          WHERE id = p_hold_id RETURNING * INTO v_hold;
+        v_held := v_held - v_hold.amount;
+        UPDATE users SET balance = v_from.balance - v_amount, held = v_held, updated_at = now() WHERE id = v_owner;
+        UPDATE users SET balance = v_to.balance + v_amount, updated_at = now() WHERE id = p_to;
+        INSERT INTO journal_entries (user_id, amount, balance_after, kind, hold_id, idempotency_key, metadata)
+          VALUES (v_owner, -v_amount, v_from.balance - v_amount, 'capture', p_hold_id, p_key, p_metadata) RETURNING id INTO v_out;
+        INSERT INTO journal_entries (user_id, amount, balance_after, kind, hold_id, idempotency_key, metadata)
+          VALUES (p_to, v_amount, v_to.balance + v_amount, 'capture-in', p_hold_id, p_key, p_metadata) RETURNING id INTO v_in;
+        v_from.balance := v_from.balance - v_amount;
+        v_to.balance := v_to.balance + v_amount;
+      END IF;
+      v_result := jsonb_build_object('operation', 'capture', 'outcome', v_outcome, 'holdId', p_hold_id,
+        'hold', hold_json(v_hold, v_now), 'userId', v_owner, 'amount', p_amount,
+        'balance', v_from.balance, 'held', v_held, 'available', v_from.balance - v_held, 'entryId', v_out,
+        'toUserId', p_to, 'toBalance', v_to.balance, 'toEntryId', v_in);
+    END IF;
+    IF p_key IS NOT NULL THEN
+      PERFORM idempotency_store(p_key, v_result,
+        CASE WHEN v_out IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[v_out, v_in] END);
+    END IF;
+    RETURN QUERY SELECT 'executed'::TEXT, v_result;
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.hold_json(p_hold holds, p_now timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT jsonb_build_object(
+      'holdId', p_hold.id, 'userId', p_hold.user_id, 'amount', p_hold.amount,
+      'status', CASE WHEN p_hold.status = 'active' AND p_hold.expires_at <= p_now THEN 'expired' ELSE p_hold.status END,
+      'captured', p_hold.captured,
+      'released', CASE WHEN p_hold.status = 'active' AND p_hold.expires_at > p_now THEN 0 ELSE p_hold.amount - p_hold.captured END,
+      'expiresAt', p_hold.expires_at, 'createdAt', p_hold.created_at,
+      'settledAt', CASE WHEN p_hold.status = 'active' AND p_hold.expires_at <= p_now THEN p_hold.expires_at ELSE p_hold.settled_at END,
+      'toUserId', p_hold.to_user_id, 'metadata', p_hold.metadata)
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.holds_release_expired(p_user_id bigint, p_now timestamp with time zone)
+ RETURNS TABLE(held bigint, next_expiry timestamp with time zone)
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_held BIGINT;
+    v_next TIMESTAMPTZ;
+  BEGIN
+    UPDATE holds SET status = 'expired', settled_at = expires_at
+      WHERE user_id = p_user_id AND status = 'active' AND expires_at <= p_now;
+    SELECT coalesce(sum(h.amount), 0)::BIGINT, min(h.expires_at) INTO v_held, v_next
+      FROM holds h WHERE h.user_id = p_user_id AND h.status = 'active';
+    UPDATE users SET held = v_held, holds_expire_at = v_next WHERE id = p_user_id;
+    RETURN QUERY SELECT v_held, v_next;
+  END
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.idempotency_claim(p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
  RETURNS TABLE(claim_state text, claim_result jsonb)
@@ -578,6 +548,262 @@ AS $function$
       END
       $function$;
 
+CREATE OR REPLACE FUNCTION public.ledger_batch(p_lock text, p_user_id bigint, p_ops text[], p_amounts bigint[], p_holds bigint[], p_expires integer[], p_metadata jsonb[], p_keys text[], p_fingerprints text[], p_min bigint, p_max bigint, p_ttl_seconds integer, p_purge_limit integer)
+ RETURNS TABLE(ord integer, idempotency text, outcome text, balance bigint, entry_id bigint, available bigint, result jsonb)
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    n             INT := coalesce(cardinality(p_ops), 0);
+    v_key         TEXT;
+    v_fingerprint TEXT;
+    v_stored      TEXT;
+    v_result      JSONB;
+    v_found       BOOLEAN;
+    v_balance     BIGINT;
+    v_held        BIGINT;
+    v_next        TIMESTAMPTZ;
+    v_now         TIMESTAMPTZ;
+    v_amount      BIGINT;
+    v_first       INT;
+    v_hold        holds%ROWTYPE;
+    v_dirty       BOOLEAN := false;
+    v_idem        TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
+    v_outcome     TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
+    v_after       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_avail       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_held_after  BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_delta       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_entry       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_answer      JSONB[]  := array_fill(NULL::JSONB, ARRAY[n]);
+    v_replay_of   INT[]    := array_fill(NULL::INT, ARRAY[n]);
+    v_exec_keys   TEXT[]   := '{}';
+    v_exec_items  INT[]    := '{}';
+    v_journal     INT[]    := '{}';
+    v_ids         BIGINT[];
+  BEGIN
+    IF n = 0 THEN
+      RETURN;
+    END IF;
+    IF cardinality(p_amounts) <> n OR cardinality(p_holds) <> n OR cardinality(p_expires) <> n
+       OR cardinality(p_metadata) <> n OR cardinality(p_keys) <> n OR cardinality(p_fingerprints) <> n THEN
+      RAISE EXCEPTION 'invariant: ledger_batch got arrays of different lengths';
+    END IF;
+
+    -- 1. Claim every distinct key (with its first item's fingerprint), in key order, before the user lock.
+    FOR v_key, v_fingerprint IN
+      SELECT DISTINCT ON (k.key) k.key, k.fingerprint
+      FROM unnest(p_keys, p_fingerprints) WITH ORDINALITY AS k(key, fingerprint, item)
+      WHERE k.key IS NOT NULL
+      ORDER BY k.key, k.item
+    LOOP
+      PERFORM idempotency_claim(v_key, v_fingerprint, p_ttl_seconds, p_purge_limit);
+    END LOOP;
+
+    -- 2. The user's lock, once; the figures, once; the clock, once (after the lock); expired holds released.
+    IF p_lock = 'advisory' THEN
+      PERFORM pg_advisory_xact_lock(p_user_id);
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      SELECT u.balance, u.held, u.holds_expire_at INTO v_balance, v_held, v_next FROM users u WHERE u.id = p_user_id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown batch lock %', p_lock;
+    END IF;
+    v_found := FOUND;
+    v_now := clock_timestamp();
+    IF v_found AND v_next IS NOT NULL AND v_next <= v_now THEN
+      SELECT r.held, r.next_expiry INTO v_held, v_next FROM holds_release_expired(p_user_id, v_now) r;
+    END IF;
+
+    -- 3. Each item in input order, against the running figures.
+    FOR i IN 1..n LOOP
+      v_amount := p_amounts[i];
+      v_key := p_keys[i];
+      IF v_key IS NOT NULL THEN
+        SELECT k.request_fingerprint, k.result INTO v_stored, v_result FROM idempotency_keys k WHERE k.key = v_key;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION 'invariant: idempotency key % vanished after its claim', v_key;
+        END IF;
+        IF v_stored <> p_fingerprints[i] THEN
+          v_idem[i] := 'reused';
+          CONTINUE;
+        END IF;
+        IF v_result IS NOT NULL THEN
+          v_idem[i] := 'replayed';
+          v_replay_of[i] := 0;
+          CONTINUE;
+        END IF;
+        v_first := array_position(v_exec_keys, v_key);
+        IF v_first IS NOT NULL THEN
+          v_idem[i] := 'replayed';
+          v_replay_of[i] := v_exec_items[v_first];
+          CONTINUE;
+        END IF;
+        v_idem[i] := 'executed';
+        v_exec_keys := v_exec_keys || v_key;
+        v_exec_items := v_exec_items || i;
+      END IF;
+
+      IF NOT v_found THEN
+        v_outcome[i] := 'user_not_found';
+      ELSIF p_ops[i] = 'change' THEN
+        IF v_amount IS NULL OR v_amount = 0 THEN
+          RAISE EXCEPTION 'invariant: change item % has amount %', i, v_amount;
+        END IF;
+        IF v_balance + v_amount < p_min + v_held THEN
+          v_outcome[i] := 'insufficient_funds';
+        ELSIF v_balance + v_amount > p_max THEN
+          v_outcome[i] := 'balance_limit_exceeded';
+        ELSE
+          v_balance := v_balance + v_amount;
+          v_outcome[i] := 'applied';
+          v_delta[i] := v_amount;
+          v_journal := v_journal || i;
+          v_dirty := true;
+        END IF;
+      ELSIF p_ops[i] = 'hold' THEN
+        IF v_amount IS NULL OR v_amount <= 0 OR p_expires[i] IS NULL OR p_expires[i] < 1 THEN
+          RAISE EXCEPTION 'invariant: hold item % has amount % and lifetime %', i, v_amount, p_expires[i];
+        END IF;
+        IF v_balance - v_held < v_amount THEN
+          v_outcome[i] := 'insufficient_funds';
+        ELSE
+          INSERT INTO holds (user_id, amount, expires_at, created_at, metadata, idempotency_key)
+            VALUES (p_user_id, v_amount, v_now + make_interval(secs => p_expires[i]), v_now, p_metadata[i],
+                    CASE WHEN v_idem[i] = 'executed' THEN v_key END)
+            RETURNING * INTO v_hold;
+          v_held := v_held + v_amount;
+          v_next := LEAST(coalesce(v_next, v_hold.expires_at), v_hold.expires_at);
+          v_outcome[i] := 'applied';
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+          v_dirty := true;
+        END IF;
+      ELSIF p_ops[i] = 'capture' OR p_ops[i] = 'void' THEN
+        SELECT * INTO v_hold FROM holds h WHERE h.id = p_holds[i] AND h.user_id = p_user_id;
+        IF NOT FOUND THEN
+          v_outcome[i] := 'hold_not_found';
+        ELSIF v_hold.status = 'expired' OR (v_hold.status = 'active' AND v_hold.expires_at <= v_now) THEN
+          v_outcome[i] := 'hold_expired';
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+        ELSIF v_hold.status <> 'active' THEN
+          v_outcome[i] := 'hold_not_active';
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+        ELSIF p_ops[i] = 'capture' AND coalesce(v_amount, v_hold.amount) > v_hold.amount THEN
+          v_outcome[i] := 'capture_exceeds_hold';
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+        ELSIF p_ops[i] = 'capture' THEN
+          v_amount := coalesce(v_amount, v_hold.amount);
+          UPDATE holds SET status = 'captured', captured = v_amount, settled_at = v_now WHERE id = v_hold.id
+            RETURNING * INTO v_hold;
+          v_balance := v_balance - v_amount;
+          v_held := v_held - v_hold.amount;
+          v_outcome[i] := 'applied';
+          v_delta[i] := -v_amount;
+          v_journal := v_journal || i;
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+          v_dirty := true;
+        ELSE
+          UPDATE holds SET status = 'voided', settled_at = v_now WHERE id = v_hold.id RETURNING * INTO v_hold;
+          v_held := v_held - v_hold.amount;
+          v_outcome[i] := 'applied';
+          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+          v_dirty := true;
+        END IF;
+      ELSE
+        RAISE EXCEPTION 'invariant: unknown batch operation %', p_ops[i];
+      END IF;
+      IF v_found THEN
+        v_after[i] := v_balance;
+        v_held_after[i] := v_held;
+        v_avail[i] := v_balance - v_held;
+      END IF;
+    END LOOP;
+
+    -- 4. One write of the user's figures and one journal INSERT for every entry; ids ascending in input order.
+    IF v_dirty THEN
+      UPDATE users SET balance = v_balance, held = v_held, holds_expire_at = v_next, updated_at = now() WHERE id = p_user_id;
+    END IF;
+    IF cardinality(v_journal) > 0 THEN
+      SELECT array_agg(s.id ORDER BY s.id) INTO v_ids
+        FROM (SELECT nextval('journal_entries_id_seq') AS id FROM generate_series(1, cardinality(v_journal))) s;
+      FOR j IN 1..cardinality(v_journal) LOOP
+        v_entry[v_journal[j]] := v_ids[j];
+      END LOOP;
+      INSERT INTO journal_entries (id, user_id, amount, balance_after, kind, hold_id, metadata, idempotency_key)
+        SELECT v_entry[a.item], p_user_id, v_delta[a.item], v_after[a.item],
+               CASE WHEN p_ops[a.item] = 'capture' THEN 'capture' ELSE 'change' END,
+               CASE WHEN p_ops[a.item] = 'capture' THEN p_holds[a.item] END,
+               p_metadata[a.item],
+               CASE WHEN v_idem[a.item] = 'executed' THEN p_keys[a.item] END
+        FROM unnest(v_journal) AS a(item);
+    END IF;
+
+    -- 5. The JSON answer of every hold item and keyed item; keys stored; then every item answered in input order.
+    FOR i IN 1..n LOOP
+      IF v_idem[i] IS NULL OR v_idem[i] = 'executed' THEN
+        IF p_ops[i] = 'change' THEN
+          IF v_idem[i] = 'executed' THEN
+            v_answer[i] := jsonb_build_object('operation', 'change', 'outcome', v_outcome[i], 'userId', p_user_id,
+              'amount', p_amounts[i], 'balance', v_after[i], 'available', v_avail[i], 'entryId', v_entry[i]);
+          END IF;
+        ELSE
+          v_answer[i] := coalesce(v_answer[i], '{}'::JSONB) || jsonb_build_object('operation', p_ops[i],
+            'outcome', v_outcome[i], 'userId', p_user_id, 'holdId', p_holds[i], 'amount', p_amounts[i],
+            'balance', v_after[i], 'held', v_held_after[i], 'available', v_avail[i], 'entryId', v_entry[i]);
+        END IF;
+      END IF;
+      IF v_idem[i] = 'executed' THEN
+        PERFORM idempotency_store(p_keys[i], v_answer[i],
+          CASE WHEN v_entry[i] IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[v_entry[i]] END);
+      END IF;
+    END LOOP;
+    FOR i IN 1..n LOOP
+      IF v_idem[i] IS NULL AND p_ops[i] = 'change' THEN
+        RETURN QUERY SELECT i, NULL::TEXT, v_outcome[i], v_after[i], v_entry[i], v_avail[i], NULL::JSONB;
+      ELSIF v_idem[i] IS NULL THEN
+        RETURN QUERY SELECT i, NULL::TEXT, v_outcome[i], NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, v_answer[i];
+      ELSIF v_idem[i] = 'reused' THEN
+        RETURN QUERY SELECT i, 'reused'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::JSONB;
+      ELSIF v_idem[i] = 'replayed' AND v_replay_of[i] = 0 THEN
+        RETURN QUERY SELECT i, 'replayed'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT,
+          (SELECT k.result FROM idempotency_keys k WHERE k.key = p_keys[i]);
+      ELSE
+        v_first := CASE WHEN v_idem[i] = 'executed' THEN i ELSE v_replay_of[i] END;
+        RETURN QUERY SELECT i, v_idem[i], NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, v_answer[v_first];
+      END IF;
+    END LOOP;
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.transfer_atomic_attempt(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_metadata jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_from_after BIGINT;
+    v_to_after   BIGINT;
+  BEGIN
+    -- Ascending id order, like every lock this transfer could take.
+    IF p_from < p_to THEN
+      UPDATE users u SET balance = u.balance - p_amount, updated_at = now()
+        WHERE u.id = p_from AND u.balance - p_amount >= p_min + u.held RETURNING u.balance INTO v_from_after;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      UPDATE users u SET balance = u.balance + p_amount, updated_at = now()
+        WHERE u.id = p_to AND u.balance + p_amount <= p_max RETURNING u.balance INTO v_to_after;
+      IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'LT409', MESSAGE = 'transfer refused by its second account'; END IF;
+    ELSE
+      UPDATE users u SET balance = u.balance + p_amount, updated_at = now()
+        WHERE u.id = p_to AND u.balance + p_amount <= p_max RETURNING u.balance INTO v_to_after;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      UPDATE users u SET balance = u.balance - p_amount, updated_at = now()
+        WHERE u.id = p_from AND u.balance - p_amount >= p_min + u.held RETURNING u.balance INTO v_from_after;
+      IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'LT409', MESSAGE = 'transfer refused by its second account'; END IF;
+    END IF;
+    RETURN transfer_journal(p_from, p_to, p_amount, v_from_after, v_to_after, p_key, p_metadata);
+  EXCEPTION WHEN SQLSTATE 'LT409' THEN
+    RETURN NULL;
+  END
+  $function$;
+
 CREATE OR REPLACE FUNCTION public.transfer_finish(p_key text, p_result jsonb)
  RETURNS TABLE(idempotency text, result jsonb)
  LANGUAGE plpgsql
@@ -609,6 +835,85 @@ AS $function$
           'toUserId', p_to, 'toBalance', p_to_after, 'toEntryId', v_in);
       END
       $function$;
+
+CREATE OR REPLACE FUNCTION public.transfer_journal(p_from bigint, p_to bigint, p_amount bigint, p_from_after bigint, p_to_after bigint, p_key text, p_metadata jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_transfer UUID := gen_random_uuid();
+    v_out      BIGINT;
+    v_in       BIGINT;
+  BEGIN
+    INSERT INTO journal_entries (user_id, amount, balance_after, kind, transfer_id, idempotency_key, metadata)
+      VALUES (p_from, -p_amount, p_from_after, 'transfer-out', v_transfer, p_key, p_metadata) RETURNING id INTO v_out;
+    INSERT INTO journal_entries (user_id, amount, balance_after, kind, transfer_id, idempotency_key, metadata)
+      VALUES (p_to, p_amount, p_to_after, 'transfer-in', v_transfer, p_key, p_metadata) RETURNING id INTO v_in;
+    RETURN jsonb_build_object('operation', 'transfer', 'outcome', 'applied', 'transferId', v_transfer, 'amount', p_amount,
+      'fromUserId', p_from, 'fromBalance', p_from_after, 'fromEntryId', v_out,
+      'toUserId', p_to, 'toBalance', p_to_after, 'toEntryId', v_in);
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.transfer_locked(p_lock text, p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_metadata jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_low      users%ROWTYPE;
+    v_high     users%ROWTYPE;
+    v_from     users%ROWTYPE;
+    v_to       users%ROWTYPE;
+    v_held     BIGINT;
+    v_now      TIMESTAMPTZ;
+    v_result   JSONB;
+  BEGIN
+    IF p_lock = 'advisory' THEN
+      PERFORM pg_advisory_xact_lock(LEAST(p_from, p_to));
+      PERFORM pg_advisory_xact_lock(GREATEST(p_from, p_to));
+      SELECT * INTO v_low FROM users u WHERE u.id = LEAST(p_from, p_to) FOR NO KEY UPDATE;
+      SELECT * INTO v_high FROM users u WHERE u.id = GREATEST(p_from, p_to) FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      SELECT * INTO v_low FROM users u WHERE u.id = LEAST(p_from, p_to) FOR UPDATE;
+      SELECT * INTO v_high FROM users u WHERE u.id = GREATEST(p_from, p_to) FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    IF p_from < p_to THEN v_from := v_low; v_to := v_high; ELSE v_from := v_high; v_to := v_low; END IF;
+    v_held := v_from.held;
+    IF v_from.holds_expire_at IS NOT NULL THEN
+      v_now := clock_timestamp();
+      IF v_from.holds_expire_at <= v_now THEN
+        SELECT r.held INTO v_held FROM holds_release_expired(p_from, v_now) r;
+      END IF;
+    END IF;
+    v_result := transfer_refusal(p_from, p_to, v_from.balance, v_held, v_to.balance, p_amount, p_min, p_max);
+    IF v_result IS NULL THEN
+      UPDATE users SET balance = v_from.balance - p_amount, updated_at = now() WHERE id = p_from;
+      UPDATE users SET balance = v_to.balance + p_amount, updated_at = now() WHERE id = p_to;
+      v_result := transfer_journal(p_from, p_to, p_amount, v_from.balance - p_amount, v_to.balance + p_amount, p_key, p_metadata);
+    END IF;
+    RETURN v_result;
+  END
+  $function$;
+
+CREATE OR REPLACE FUNCTION public.transfer_refusal(p_from bigint, p_to bigint, p_from_balance bigint, p_from_held bigint, p_to_balance bigint, p_amount bigint, p_min bigint, p_max bigint)
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+    SELECT CASE
+      WHEN p_from_balance IS NULL THEN
+        jsonb_build_object('operation', 'transfer', 'outcome', 'user_not_found', 'userId', p_from)
+      WHEN p_to_balance IS NULL THEN
+        jsonb_build_object('operation', 'transfer', 'outcome', 'user_not_found', 'userId', p_to)
+      WHEN p_from_balance - p_amount < p_min + p_from_held THEN
+        jsonb_build_object('operation', 'transfer', 'outcome', 'insufficient_funds', 'userId', p_from,
+                           'balance', p_from_balance, 'available', p_from_balance - p_from_held)
+      WHEN p_to_balance + p_amount > p_max THEN
+        jsonb_build_object('operation', 'transfer', 'outcome', 'balance_limit_exceeded', 'userId', p_to, 'balance', p_to_balance)
+    END;
+  $function$;
 
 CREATE OR REPLACE FUNCTION public.transfer_refusal(p_from bigint, p_to bigint, p_from_balance bigint, p_to_balance bigint, p_amount bigint, p_min bigint, p_max bigint)
  RETURNS jsonb

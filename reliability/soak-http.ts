@@ -101,8 +101,8 @@ export async function sendWrite (api: BalanceClient, write: SoakWrite, maxAttemp
   const options = { idempotencyKey: write.key, retry: { maxAttempts } }
   try {
     const result = write.path === '/api/transfers'
-      ? await api.transfer(write.body as TransferInput, options)
-      : await api.changeBalance(write.body as ChangeBalanceInput, options)
+      ? await api.transfer(write.body as unknown as TransferInput, options)
+      : await api.changeBalance(write.body as unknown as ChangeBalanceInput, options)
     return { final: 'acknowledged', attempts: result.attempts, replayed: result.replayed, body: result.data as unknown as Record<string, unknown> }
   } catch (error) {
     if (error instanceof InsufficientFundsError) return { final: 'refused', attempts: error.attempts }

@@ -447,7 +447,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     // A books check that cannot run is a failed run, with its summary still written.
     const books = await checkBooks(sequelize).catch((error: Error) => {
       fail(`books: the check could not run: ${error.message}`)
-      const unchecked: BooksReport = { ok: false, users: 0, entries: 0, transfers: 0, idempotencyKeys: 0, violations: [] }
+      const unchecked: BooksReport = { ok: false, users: 0, entries: 0, transfers: 0, idempotencyKeys: 0, holds: 0, violations: [] }
       return unchecked
     })
     options.log(`soak ${runId}: books check done in ${Math.round((Date.now() - booksStarted) / 1000)} s`)

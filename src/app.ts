@@ -21,6 +21,7 @@ import healthRoutes from './routes/health.js'
 import balanceRoutes from './routes/balance.js'
 import userRoutes from './routes/users.js'
 import transferRoutes from './routes/transfers.js'
+import holdRoutes from './routes/holds.js'
 import { ErrorResponse } from './schemas/common.js'
 
 /**
@@ -96,6 +97,7 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
   await app.register(balanceRoutes, { prefix: '/api' })
   await app.register(userRoutes, { prefix: '/api' })
   await app.register(transferRoutes, { prefix: '/api' })
+  await app.register(holdRoutes, { prefix: '/api' })
 
   await app.ready()
   return app

@@ -3,6 +3,9 @@ import { parseEnv } from 'node:util'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 
+/** No hold lives longer than 30 days, whatever the configuration: the route schema's bound (src/schemas/holds.ts). */
+export const MAX_HOLD_LIFETIME_SECONDS = 2_592_000
+
 /** The largest GROUP_COMMIT_MAX_BATCH accepted: one statement's arrays stay small (src/strategies/group-commit.ts). */
 export const MAX_BATCH_LIMIT = 4096
 
@@ -105,6 +108,18 @@ export const EnvSchema = Type.Object({
     maximum: 1_000_000_000,
     default: 10_000_000,
     description: 'Most idempotency keys kept at once (PostgreSQL\'s live-row estimate); past it a new keyed write is 503 OVERLOADED',
+  }),
+  HOLD_DEFAULT_EXPIRES_IN_SECONDS: Type.Integer({
+    minimum: 1,
+    maximum: MAX_HOLD_LIFETIME_SECONDS,
+    default: 3600,
+    description: 'How long a hold lives when POST /api/holds does not say (expiresInSeconds)',
+  }),
+  HOLD_MAX_EXPIRES_IN_SECONDS: Type.Integer({
+    minimum: 1,
+    maximum: MAX_HOLD_LIFETIME_SECONDS,
+    default: 604_800,
+    description: 'The longest expiresInSeconds a hold may ask for (7 days by default); above it, 400 HOLD_EXPIRY_TOO_LONG',
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Optional(Type.Boolean({

@@ -8,6 +8,7 @@ import { groupCommitBatch } from './0006-group-commit-batch.js'
 import { atomicRefusalRechecked } from './0007-atomic-refusal-rechecked.js'
 import { strategiesMixExactly } from './0008-strategies-mix-exactly.js'
 import { idempotencyPurgeLast } from './0009-idempotency-purge-last.js'
+import { holds } from './0010-holds.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -20,4 +21,5 @@ export const migrations: Migration[] = [
   atomicRefusalRechecked,
   strategiesMixExactly,
   idempotencyPurgeLast,
+  holds,
 ]

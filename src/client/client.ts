@@ -24,6 +24,13 @@ export type User = Json<paths['/api/users/{id}']['get']['responses'][200]>
 export type HistoryPage = Json<paths['/api/users/{id}/transactions']['get']['responses'][200]>
 export type JournalEntry = HistoryPage['items'][number]
 export type HistoryQuery = NonNullable<paths['/api/users/{id}/transactions']['get']['parameters']['query']>
+export type CreateHoldInput = Json<paths['/api/holds']['post']['requestBody']>
+export type HoldResult = Json<paths['/api/holds']['post']['responses'][201]>
+export type CaptureHoldInput = Json<NonNullable<paths['/api/holds/{holdId}/capture']['post']['requestBody']>>
+export type Hold = Json<paths['/api/holds/{holdId}']['get']['responses'][200]>
+export type HoldsPage = Json<paths['/api/users/{id}/holds']['get']['responses'][200]>
+export type HoldsQuery = NonNullable<paths['/api/users/{id}/holds']['get']['parameters']['query']>
+export type BalanceAt = Json<paths['/api/users/{id}/balance']['get']['responses'][200]>
 export type Health = Json<paths['/api/health']['get']['responses'][200]> | Json<paths['/api/health']['get']['responses'][503]>
 export type Liveness = Json<paths['/api/health/live']['get']['responses'][200]>
 
@@ -100,6 +107,7 @@ export interface WriteResult<T> {
 }
 
 export interface HistoryOptions extends RequestOptions, HistoryQuery {}
+export interface HoldsOptions extends RequestOptions, HoldsQuery {}
 
 export const DEFAULT_TIMEOUT_MS = 10_000
 export const DEFAULT_FAILBACK_AFTER_MS = 5_000
@@ -222,6 +230,60 @@ export class BalanceClient {
   /** POST /api/users: a new user with an opening balance (default 0). */
   async createUser (input: CreateUserInput = {}, options: WriteOptions = {}): Promise<WriteResult<User>> {
     return await this.write<User>('POST', '/api/users', input, options)
+  }
+
+  /**
+   * POST /api/holds: reserves `amount` of the user's available money until captured, voided or expired
+   * (`expiresInSeconds`, default the service's). Keyed and retried like every write.
+   */
+  async createHold (input: CreateHoldInput, options: WriteOptions = {}): Promise<WriteResult<HoldResult>> {
+    return await this.write<HoldResult>('POST', '/api/holds', input, options)
+  }
+
+  /**
+   * POST /api/holds/:holdId/capture: takes `amount` (default the whole hold) from the holder and releases the rest;
+   * with `toUserId` that user receives it in the same transaction.
+   */
+  async captureHold (holdId: number, input: CaptureHoldInput = {}, options: WriteOptions = {}): Promise<WriteResult<HoldResult>> {
+    return await this.write<HoldResult>('POST', `/api/holds/${encodeURIComponent(holdId)}/capture`, input, options)
+  }
+
+  /** POST /api/holds/:holdId/void: releases the whole hold. */
+  async voidHold (holdId: number, options: WriteOptions = {}): Promise<WriteResult<HoldResult>> {
+    return await this.write<HoldResult>('POST', `/api/holds/${encodeURIComponent(holdId)}/void`, undefined, options)
+  }
+
+  /** GET /api/holds/:holdId: the hold as of now (an active hold past expiresAt reads as expired). */
+  async getHold (holdId: number, options: RequestOptions = {}): Promise<Hold> {
+    return (await this.send({ method: 'GET', path: `/api/holds/${encodeURIComponent(holdId)}`, idempotencyKey: undefined, probe: false, options })).body as Hold
+  }
+
+  /** GET /api/users/:id/holds: one page, newest first, optionally of one `status`. */
+  async holdsPage (id: number, options: HoldsOptions = {}): Promise<HoldsPage> {
+    const { limit, before, status, ...requestOptions } = options
+    const query = new URLSearchParams()
+    if (status !== undefined) query.set('status', status)
+    if (limit !== undefined) query.set('limit', String(limit))
+    if (before !== undefined) query.set('before', before)
+    const search = query.size > 0 ? `?${query.toString()}` : ''
+    return (await this.send({ method: 'GET', path: `/api/users/${encodeURIComponent(id)}/holds${search}`, idempotencyKey: undefined, probe: false, options: requestOptions })).body as HoldsPage
+  }
+
+  /** The user's holds, page after page (newest first), following `nextCursor`; lazy like history(). */
+  async * holds (id: number, options: HoldsOptions = {}): AsyncGenerator<HoldsPage, void, undefined> {
+    let before = options.before
+    for (;;) {
+      const page = await this.holdsPage(id, { ...options, ...(before === undefined ? {} : { before }) })
+      yield page
+      if (page.nextCursor === null) return
+      before = page.nextCursor
+    }
+  }
+
+  /** GET /api/users/:id/balance?at=: the balance as of an instant, and the journal entry that set it. */
+  async balanceAt (id: number, at: Date, options: RequestOptions = {}): Promise<BalanceAt> {
+    const path = `/api/users/${encodeURIComponent(id)}/balance?at=${encodeURIComponent(at.toISOString())}`
+    return (await this.send({ method: 'GET', path, idempotencyKey: undefined, probe: false, options })).body as BalanceAt
   }
 
   /** GET /api/users/:id. */
@@ -382,6 +444,12 @@ export const ROUTE_METHODS = {
   '/api/users': 'createUser',
   '/api/users/{id}': 'getUser',
   '/api/users/{id}/transactions': 'history',
+  '/api/users/{id}/holds': 'holds',
+  '/api/users/{id}/balance': 'balanceAt',
+  '/api/holds': 'createHold',
+  '/api/holds/{holdId}': 'getHold',
+  '/api/holds/{holdId}/capture': 'captureHold',
+  '/api/holds/{holdId}/void': 'voidHold',
   '/api/health': 'health',
   '/api/health/live': 'live',
   // Prometheus text for scrapers, not JSON for code.

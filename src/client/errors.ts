@@ -98,11 +98,59 @@ abstract class BalanceConflictError extends BalanceApiError {
   }
 }
 
-/** 409 INSUFFICIENT_FUNDS: the change would take the balance below 0; nothing changed. */
-export class InsufficientFundsError extends BalanceConflictError {}
+/**
+ * 409 INSUFFICIENT_FUNDS: the money available (balance − active holds) does not cover the withdrawal, transfer or
+ * hold; nothing changed. `available` is the figure that was checked (the balance for an answer stored before holds).
+ */
+export class InsufficientFundsError extends BalanceConflictError {
+  readonly available: number
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary) {
+    super(status, body, replayed, summary)
+    this.available = typeof body.available === 'number' ? body.available : this.balance
+  }
+}
 
 /** 409 BALANCE_LIMIT_EXCEEDED: the change would take the balance above 2^53 − 1; nothing changed. */
 export class BalanceLimitExceededError extends BalanceConflictError {}
+
+/** 404 HOLD_NOT_FOUND: no such hold. */
+export class HoldNotFoundError extends BalanceApiError {
+  readonly holdId: number
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary) {
+    super(status, body, replayed, summary)
+    this.holdId = typeof body.holdId === 'number' ? body.holdId : Number.NaN
+  }
+}
+
+/** 409 about a hold's state: the hold id, and its status when the service said it. */
+abstract class HoldConflictError extends BalanceApiError {
+  readonly holdId: number
+  readonly holdStatus: string | undefined
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary) {
+    super(status, body, replayed, summary)
+    this.holdId = typeof body.holdId === 'number' ? body.holdId : Number.NaN
+    this.holdStatus = typeof body.status === 'string' ? body.status : undefined
+  }
+}
+
+/** 409 HOLD_NOT_ACTIVE: the hold was captured or voided already (`holdStatus` says which); nothing changed. */
+export class HoldNotActiveError extends HoldConflictError {}
+
+/** 409 HOLD_EXPIRED: the hold passed its expiresAt before this capture or void; its money is available again. */
+export class HoldExpiredError extends HoldConflictError {}
+
+/** 409 CAPTURE_EXCEEDS_HOLD: the capture asked for more than the hold reserves (`holdAmount`); nothing changed. */
+export class CaptureExceedsHoldError extends HoldConflictError {
+  readonly holdAmount: number
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary) {
+    super(status, body, replayed, summary)
+    this.holdAmount = typeof body.holdAmount === 'number' ? body.holdAmount : Number.NaN
+  }
+}
 
 /**
  * 503 DB_UNAVAILABLE on every attempt until the retry bounds ran out. For a write the outcome is unknown: ask
@@ -157,6 +205,10 @@ const BY_CODE: Record<string, ApiErrorClass> = {
   INSUFFICIENT_FUNDS: InsufficientFundsError,
   BALANCE_LIMIT_EXCEEDED: BalanceLimitExceededError,
   USER_NOT_FOUND: UserNotFoundError,
+  HOLD_NOT_FOUND: HoldNotFoundError,
+  HOLD_NOT_ACTIVE: HoldNotActiveError,
+  HOLD_EXPIRED: HoldExpiredError,
+  CAPTURE_EXCEEDS_HOLD: CaptureExceedsHoldError,
   IDEMPOTENCY_KEY_REUSED: IdempotencyKeyReusedError,
   UNAUTHORIZED: UnauthorizedError,
   FORBIDDEN: ForbiddenError,

@@ -20,7 +20,7 @@ export interface paths {
         head?: never;
         /**
          * Change a balance
-         * @description Adds `amount` (negative to take money out) to a user's balance, atomically, writing one journal entry. A balance never goes below 0 or above 2^53 − 1. With an `Idempotency-Key`, a retry replays the first answer.
+         * @description Adds `amount` (negative to take money out) to a user's balance, atomically, writing one journal entry. A balance never goes below 0 or above 2^53 − 1; a withdrawal may use only the available money (balance − active holds). With an `Idempotency-Key`, a retry replays the first answer.
          */
         patch: {
             parameters: {
@@ -50,6 +50,15 @@ export interface paths {
                          */
                         amount: number;
                         /**
+                         * @description Your own labels for this write: up to 16 keys (1–40 characters of A–Z a–z 0–9 _ . : -), string values of at most 120 characters. Part of the request an Idempotency-Key identifies.
+                         * @example {
+                         *       "orderId": "A-1234"
+                         *     }
+                         */
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        /**
                          * @description User id
                          * @example 1
                          */
@@ -78,6 +87,8 @@ export interface paths {
                              * @example -2
                              */
                             amount: number;
+                            /** @description balance − active holds after the change */
+                            available?: number;
                             /**
                              * @description Balance in the smallest unit (cents, points)
                              * @example 10000
@@ -183,7 +194,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description INSUFFICIENT_FUNDS or BALANCE_LIMIT_EXCEEDED: the change would take the balance out of [0, 2^53 − 1]; nothing changed */
+                /** @description INSUFFICIENT_FUNDS: the money available (balance − active holds) does not cover the withdrawal; BALANCE_LIMIT_EXCEEDED: the change would take the balance above 2^53 − 1. Nothing changed */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -196,10 +207,13 @@ export interface paths {
                          *       "error": "Conflict",
                          *       "message": "Insufficient funds: user 1 has 0, the change is -2",
                          *       "userId": 1,
-                         *       "balance": 0
+                         *       "balance": 0,
+                         *       "available": 0
                          *     }
                          */
                         "application/json": {
+                            /** @description With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked */
+                            available?: number;
                             /**
                              * @description Balance in the smallest unit (cents, points)
                              * @example 10000
@@ -592,6 +606,1332 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reserve money (a hold)
+         * @description Reserves `amount` of the user's available money (balance − active holds) until it is captured, voided or expires. The balance does not change; `held` rises and `available` falls by `amount`. 409 INSUFFICIENT_FUNDS when available < amount. 400 HOLD_EXPIRY_TOO_LONG past HOLD_MAX_EXPIRES_IN_SECONDS. With an `Idempotency-Key`, a retry replays the first answer.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /**
+                     * @description Makes the write safe to retry: the same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and changes nothing; with a different body it is a 422 IDEMPOTENCY_KEY_REUSED.
+                     * @example 3f0c6d1e-order-1234
+                     */
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "userId": 1,
+                     *       "amount": 2,
+                     *       "expiresInSeconds": 900,
+                     *       "metadata": {
+                     *         "orderId": "A-1234"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description Positive integer in the smallest unit
+                         * @example 2
+                         */
+                        amount: number;
+                        /**
+                         * @description Lifetime; default HOLD_DEFAULT_EXPIRES_IN_SECONDS (1 h), at most HOLD_MAX_EXPIRES_IN_SECONDS (7 days)
+                         * @example 900
+                         */
+                        expiresInSeconds?: number;
+                        /**
+                         * @description Your own labels for this write: up to 16 keys (1–40 characters of A–Z a–z 0–9 _ . : -), string values of at most 120 characters. Part of the request an Idempotency-Key identifies.
+                         * @example {
+                         *       "orderId": "A-1234"
+                         *     }
+                         */
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        /**
+                         * @description User id
+                         * @example 1
+                         */
+                        userId: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description The hold after this write, and the holder's balance, held and available after it */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            amount: number;
+                            /** @description balance − held: what withdrawals, transfers out and new holds may use */
+                            available: number;
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance: number;
+                            /** @description Taken from the balance by the capture (0 unless captured) */
+                            captured: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** @description The holder's journal entry a capture wrote; null for a hold or void */
+                            entryId: number | null;
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /** @description Σ the holder's active holds */
+                            held: number;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId: number;
+                            metadata: {
+                                [key: string]: string;
+                            } | null;
+                            /** @description A capture with toUserId: the payee's balance after it and its journal entry (kind capture-in) */
+                            payee: {
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance: number;
+                                entryId: number;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                            } | null;
+                            /** @description Returned to available: amount − captured once settled, 0 while active */
+                            released: number;
+                            /** @description When it was captured, voided or expired; null while active */
+                            settledAt: string | null;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status: "active" | "captured" | "voided" | "expired";
+                            /** @description The payee of a capture that paid another user */
+                            toUserId: number | null;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description USER_NOT_FOUND: the user does not exist */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "USER_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INSUFFICIENT_FUNDS: the money available (balance − active holds) does not cover the withdrawal; BALANCE_LIMIT_EXCEEDED: the change would take the balance above 2^53 − 1. Nothing changed */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 409,
+                         *       "code": "INSUFFICIENT_FUNDS",
+                         *       "error": "Conflict",
+                         *       "message": "Insufficient funds: user 1 has 0, the change is -2",
+                         *       "userId": 1,
+                         *       "balance": 0,
+                         *       "available": 0
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked */
+                            available?: number;
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance: number;
+                            code: "INSUFFICIENT_FUNDS" | "BALANCE_LIMIT_EXCEEDED";
+                            /** @example Conflict */
+                            error: string;
+                            /** @example Insufficient funds: user 1 has 0, the change is -2 */
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 409;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "FST_ERR_CTP_BODY_TOO_LARGE",
+                         *       "error": "Payload Too Large",
+                         *       "message": "Request body is too large"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description An error */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/holds/{holdId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a hold
+         * @description The hold as of this read: an active hold past its expiresAt reads as expired.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /**
+                     * @description Hold id
+                     * @example 7
+                     */
+                    holdId: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A hold */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "holdId": 7,
+                         *       "userId": 1,
+                         *       "amount": 2,
+                         *       "status": "active",
+                         *       "captured": 0,
+                         *       "released": 0,
+                         *       "expiresAt": "2026-01-01T01:00:00.000Z",
+                         *       "createdAt": "2026-01-01T00:00:00.000Z",
+                         *       "settledAt": null,
+                         *       "toUserId": null,
+                         *       "metadata": {
+                         *         "orderId": "A-1234"
+                         *       }
+                         *     }
+                         */
+                        "application/json": {
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            amount: number;
+                            /** @description Taken from the balance by the capture (0 unless captured) */
+                            captured: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId: number;
+                            metadata: {
+                                [key: string]: string;
+                            } | null;
+                            /** @description Returned to available: amount − captured once settled, 0 while active */
+                            released: number;
+                            /** @description When it was captured, voided or expired; null while active */
+                            settledAt: string | null;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status: "active" | "captured" | "voided" | "expired";
+                            /** @description The payee of a capture that paid another user */
+                            toUserId: number | null;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HOLD_NOT_FOUND: there is no such hold */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "HOLD_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "Hold 7 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/holds/{holdId}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Capture a hold
+         * @description Takes the captured amount (default: the whole hold) from the holder's balance and releases the rest, writing a journal entry (kind capture) that carries the holdId; with `toUserId`, that user receives it in the same transaction (kind capture-in). Exactly one capture or void settles a hold; anything after it is a 409 naming why.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /**
+                     * @description Makes the write safe to retry: the same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and changes nothing; with a different body it is a 422 IDEMPOTENCY_KEY_REUSED.
+                     * @example 3f0c6d1e-order-1234
+                     */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /**
+                     * @description Hold id
+                     * @example 7
+                     */
+                    holdId: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * @description How much to capture; default the whole hold; the rest is released
+                         * @example 2
+                         */
+                        amount?: number;
+                        /**
+                         * @description Your own labels for this write: up to 16 keys (1–40 characters of A–Z a–z 0–9 _ . : -), string values of at most 120 characters. Part of the request an Idempotency-Key identifies.
+                         * @example {
+                         *       "orderId": "A-1234"
+                         *     }
+                         */
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        /**
+                         * @description Pay the captured money to this user in the same transaction
+                         * @example 1
+                         */
+                        toUserId?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description The hold after this write, and the holder's balance, held and available after it */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            amount: number;
+                            /** @description balance − held: what withdrawals, transfers out and new holds may use */
+                            available: number;
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance: number;
+                            /** @description Taken from the balance by the capture (0 unless captured) */
+                            captured: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** @description The holder's journal entry a capture wrote; null for a hold or void */
+                            entryId: number | null;
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /** @description Σ the holder's active holds */
+                            held: number;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId: number;
+                            metadata: {
+                                [key: string]: string;
+                            } | null;
+                            /** @description A capture with toUserId: the payee's balance after it and its journal entry (kind capture-in) */
+                            payee: {
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance: number;
+                                entryId: number;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                            } | null;
+                            /** @description Returned to available: amount − captured once settled, 0 while active */
+                            released: number;
+                            /** @description When it was captured, voided or expired; null while active */
+                            settledAt: string | null;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status: "active" | "captured" | "voided" | "expired";
+                            /** @description The payee of a capture that paid another user */
+                            toUserId: number | null;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HOLD_NOT_FOUND: there is no such hold; USER_NOT_FOUND: the payee does not exist */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "HOLD_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "Hold 7 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HOLD_NOT_ACTIVE (with its status: captured or voided already), HOLD_EXPIRED (past expiresAt: its money is available again), CAPTURE_EXCEEDS_HOLD (with holdAmount), BALANCE_LIMIT_EXCEEDED (the payee's balance would pass 2^53 − 1). Nothing changed */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 409,
+                         *       "code": "HOLD_NOT_ACTIVE",
+                         *       "error": "Conflict",
+                         *       "message": "Hold 7 is captured, not active: it was settled already",
+                         *       "holdId": 7,
+                         *       "status": "captured"
+                         *     }
+                         */
+                        "application/json": {
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance?: number;
+                            code: "HOLD_NOT_ACTIVE" | "HOLD_EXPIRED" | "CAPTURE_EXCEEDS_HOLD" | "BALANCE_LIMIT_EXCEEDED";
+                            /** @example Conflict */
+                            error: string;
+                            /** Format: date-time */
+                            expiresAt?: string;
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            holdAmount?: number;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId?: number;
+                            message: string;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status?: "active" | "captured" | "voided" | "expired";
+                            /** @enum {number} */
+                            statusCode: 409;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId?: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_CTP_BODY_TOO_LARGE: the body is larger than 4 KB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "FST_ERR_CTP_BODY_TOO_LARGE",
+                         *       "error": "Payload Too Large",
+                         *       "message": "Request body is too large"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description An error */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/holds/{holdId}/void": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Void a hold
+         * @description Releases the whole hold: `held` falls by its amount, the balance does not change, no journal entry is written.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /**
+                     * @description Makes the write safe to retry: the same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and changes nothing; with a different body it is a 422 IDEMPOTENCY_KEY_REUSED.
+                     * @example 3f0c6d1e-order-1234
+                     */
+                    "idempotency-key"?: string;
+                };
+                path: {
+                    /**
+                     * @description Hold id
+                     * @example 7
+                     */
+                    holdId: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The hold after this write, and the holder's balance, held and available after it */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            amount: number;
+                            /** @description balance − held: what withdrawals, transfers out and new holds may use */
+                            available: number;
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance: number;
+                            /** @description Taken from the balance by the capture (0 unless captured) */
+                            captured: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** @description The holder's journal entry a capture wrote; null for a hold or void */
+                            entryId: number | null;
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /** @description Σ the holder's active holds */
+                            held: number;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId: number;
+                            metadata: {
+                                [key: string]: string;
+                            } | null;
+                            /** @description A capture with toUserId: the payee's balance after it and its journal entry (kind capture-in) */
+                            payee: {
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance: number;
+                                entryId: number;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                            } | null;
+                            /** @description Returned to available: amount − captured once settled, 0 while active */
+                            released: number;
+                            /** @description When it was captured, voided or expired; null while active */
+                            settledAt: string | null;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status: "active" | "captured" | "voided" | "expired";
+                            /** @description The payee of a capture that paid another user */
+                            toUserId: number | null;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HOLD_NOT_FOUND: there is no such hold */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "HOLD_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "Hold 7 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HOLD_NOT_ACTIVE (with its status: captured or voided already), HOLD_EXPIRED (past expiresAt: its money is available again), CAPTURE_EXCEEDS_HOLD (with holdAmount), BALANCE_LIMIT_EXCEEDED (the payee's balance would pass 2^53 − 1). Nothing changed */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 409,
+                         *       "code": "HOLD_NOT_ACTIVE",
+                         *       "error": "Conflict",
+                         *       "message": "Hold 7 is captured, not active: it was settled already",
+                         *       "holdId": 7,
+                         *       "status": "captured"
+                         *     }
+                         */
+                        "application/json": {
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance?: number;
+                            code: "HOLD_NOT_ACTIVE" | "HOLD_EXPIRED" | "CAPTURE_EXCEEDS_HOLD" | "BALANCE_LIMIT_EXCEEDED";
+                            /** @example Conflict */
+                            error: string;
+                            /** Format: date-time */
+                            expiresAt?: string;
+                            /**
+                             * @description Positive integer in the smallest unit
+                             * @example 2
+                             */
+                            holdAmount?: number;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId?: number;
+                            message: string;
+                            /**
+                             * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                             * @enum {unknown}
+                             */
+                            status?: "active" | "captured" | "voided" | "expired";
+                            /** @enum {number} */
+                            statusCode: 409;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId?: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description An error */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/transfers": {
         parameters: {
             query?: never;
@@ -638,6 +1978,15 @@ export interface paths {
                          * @example 1
                          */
                         fromUserId: number;
+                        /**
+                         * @description Your own labels for this write: up to 16 keys (1–40 characters of A–Z a–z 0–9 _ . : -), string values of at most 120 characters. Part of the request an Idempotency-Key identifies.
+                         * @example {
+                         *       "orderId": "A-1234"
+                         *     }
+                         */
+                        metadata?: {
+                            [key: string]: string;
+                        };
                         /**
                          * @description User id
                          * @example 1
@@ -786,7 +2135,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description INSUFFICIENT_FUNDS or BALANCE_LIMIT_EXCEEDED: the change would take the balance out of [0, 2^53 − 1]; nothing changed */
+                /** @description INSUFFICIENT_FUNDS: the money available (balance − active holds) does not cover the withdrawal; BALANCE_LIMIT_EXCEEDED: the change would take the balance above 2^53 − 1. Nothing changed */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -799,10 +2148,13 @@ export interface paths {
                          *       "error": "Conflict",
                          *       "message": "Insufficient funds: user 1 has 0, the change is -2",
                          *       "userId": 1,
-                         *       "balance": 0
+                         *       "balance": 0,
+                         *       "available": 0
                          *     }
                          */
                         "application/json": {
+                            /** @description With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked */
+                            available?: number;
                             /**
                              * @description Balance in the smallest unit (cents, points)
                              * @example 10000
@@ -966,7 +2318,7 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description The user and its current balance */
+                /** @description The user, its balance, held and available, all from one snapshot */
                 201: {
                     headers: {
                         [name: string]: unknown;
@@ -976,11 +2328,15 @@ export interface paths {
                          * @example {
                          *       "id": 1,
                          *       "balance": 10000,
+                         *       "held": 2,
+                         *       "available": 9998,
                          *       "createdAt": "2025-01-01T00:00:00.000Z",
                          *       "updatedAt": "2025-01-01T00:00:00.000Z"
                          *     }
                          */
                         "application/json": {
+                            /** @description balance − held: what withdrawals, transfers out and new holds may use */
+                            available: number;
                             /**
                              * @description Balance in the smallest unit (cents, points)
                              * @example 10000
@@ -991,6 +2347,8 @@ export interface paths {
                              * @description When the user was created
                              */
                             createdAt: string;
+                            /** @description Σ active, unexpired holds */
+                            held: number;
                             /**
                              * @description User id
                              * @example 1
@@ -998,7 +2356,7 @@ export interface paths {
                             id: number;
                             /**
                              * Format: date-time
-                             * @description When the balance last changed
+                             * @description When the balance or holds last changed
                              */
                             updatedAt: string;
                         };
@@ -1204,7 +2562,7 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description The user and its current balance */
+                /** @description The user, its balance, held and available, all from one snapshot */
                 200: {
                     headers: {
                         [name: string]: unknown;
@@ -1214,11 +2572,15 @@ export interface paths {
                          * @example {
                          *       "id": 1,
                          *       "balance": 10000,
+                         *       "held": 2,
+                         *       "available": 9998,
                          *       "createdAt": "2025-01-01T00:00:00.000Z",
                          *       "updatedAt": "2025-01-01T00:00:00.000Z"
                          *     }
                          */
                         "application/json": {
+                            /** @description balance − held: what withdrawals, transfers out and new holds may use */
+                            available: number;
                             /**
                              * @description Balance in the smallest unit (cents, points)
                              * @example 10000
@@ -1229,6 +2591,8 @@ export interface paths {
                              * @description When the user was created
                              */
                             createdAt: string;
+                            /** @description Σ active, unexpired holds */
+                            held: number;
                             /**
                              * @description User id
                              * @example 1
@@ -1236,9 +2600,447 @@ export interface paths {
                             id: number;
                             /**
                              * Format: date-time
-                             * @description When the balance last changed
+                             * @description When the balance or holds last changed
                              */
                             updatedAt: string;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description USER_NOT_FOUND: the user does not exist */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "USER_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's balance as of an instant
+         * @description balanceAfter of the user's newest journal entry written at or before `at` (0 before the first), with that entry's id. Per user, entry times never go backwards in id order, so this agrees with the journal's order.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /**
+                     * @description An instant (ISO 8601 with a time zone)
+                     * @example 2026-01-01T00:00:00Z
+                     */
+                    at: string;
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description User id
+                     * @example 1
+                     */
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The balance as of `at` */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** Format: date-time */
+                            at: string;
+                            /**
+                             * @description Balance in the smallest unit (cents, points)
+                             * @example 10000
+                             */
+                            balance: number;
+                            /** @description The entry that set it; null before the first */
+                            entryId: number | null;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description USER_NOT_FOUND: the user does not exist */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "USER_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's holds, newest first
+         * @description Keyset pagination like the journal's; `status` filters as of this read (expiry counted from expiresAt).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Opaque cursor: the `nextCursor` of the previous page. Anything else is a 400 INVALID_CURSOR. */
+                    before?: string;
+                    /** @description Holds per page */
+                    limit?: number;
+                    /** @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock) */
+                    status?: "active" | "captured" | "voided" | "expired";
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description User id
+                     * @example 1
+                     */
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description One page of the user's holds, newest first */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /**
+                                 * @description Positive integer in the smallest unit
+                                 * @example 2
+                                 */
+                                amount: number;
+                                /** @description Taken from the balance by the capture (0 unless captured) */
+                                captured: number;
+                                /** Format: date-time */
+                                createdAt: string;
+                                /** Format: date-time */
+                                expiresAt: string;
+                                /**
+                                 * @description Hold id
+                                 * @example 7
+                                 */
+                                holdId: number;
+                                metadata: {
+                                    [key: string]: string;
+                                } | null;
+                                /** @description Returned to available: amount − captured once settled, 0 while active */
+                                released: number;
+                                /** @description When it was captured, voided or expired; null while active */
+                                settledAt: string | null;
+                                /**
+                                 * @description active until captured, voided or expired; a hold past expiresAt reads as expired from that instant (the database clock)
+                                 * @enum {unknown}
+                                 */
+                                status: "active" | "captured" | "voided" | "expired";
+                                /** @description The payee of a capture that paid another user */
+                                toUserId: number | null;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                            }[];
+                            /** @description Pass as `before` for the next (older) page; null at the end */
+                            nextCursor: string | null;
                         };
                     };
                 };
@@ -1443,11 +3245,18 @@ export interface paths {
                                 balanceAfter: number;
                                 /** Format: date-time */
                                 createdAt: string;
+                                /** @description The hold a capture settled; null otherwise */
+                                holdId: number | null;
                                 /** @description Journal entry id; per user, id order is commit order */
                                 id: number;
                                 /** @description The Idempotency-Key the write came with; null without one */
                                 idempotencyKey: string | null;
-                                kind: "opening" | "change" | "transfer-in" | "transfer-out";
+                                /** @description capture: a hold captured from this user; capture-in: paid to this user by a capture */
+                                kind: "opening" | "change" | "transfer-in" | "transfer-out" | "capture" | "capture-in";
+                                /** @description The metadata the write came with; null without */
+                                metadata: {
+                                    [key: string]: string;
+                                } | null;
                                 /** @description Both legs of a transfer share it; null otherwise */
                                 transferId: string | null;
                             }[];

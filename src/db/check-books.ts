@@ -21,6 +21,7 @@ export interface BooksReport {
   entries: number
   transfers: number
   idempotencyKeys: number
+  holds: number
   violations: BooksViolation[]
 }
 
@@ -113,6 +114,10 @@ const CHECKS: Check[] = [
             WHEN result->>'operation' = 'change' THEN ARRAY[(result->>'entryId')::BIGINT]
             WHEN result->>'operation' = 'create-user' AND (result->>'balance')::NUMERIC > 0 THEN ARRAY[(result->>'entryId')::BIGINT]
             WHEN result->>'operation' = 'create-user' THEN '{}'::BIGINT[]
+            WHEN result->>'operation' IN ('hold', 'void') THEN '{}'::BIGINT[]
+            WHEN result->>'operation' = 'capture' AND result->>'toEntryId' IS NOT NULL
+              THEN ARRAY[(result->>'entryId')::BIGINT, (result->>'toEntryId')::BIGINT]
+            WHEN result->>'operation' = 'capture' THEN ARRAY[(result->>'entryId')::BIGINT]
           END AS expected_ids
         FROM idempotency_keys
       )
@@ -125,13 +130,51 @@ const CHECKS: Check[] = [
             <> cardinality(k.entry_ids)
       ORDER BY k.key LIMIT :limit`,
   },
+  {
+    check: 'held-equals-active-holds',
+    description: 'a user\'s held is not the sum of its active holds, or exceeds its balance (available < 0)',
+    sql: `
+      SELECT u.id AS user_id, u.balance, u.held, COALESCE(s.total, 0) AS active_sum, count(*) OVER () AS violations
+      FROM users u LEFT JOIN (SELECT user_id, sum(amount) AS total FROM holds WHERE status = 'active' GROUP BY user_id) s ON s.user_id = u.id
+      WHERE u.held <> COALESCE(s.total, 0) OR u.held > u.balance OR u.held < 0
+      ORDER BY u.id LIMIT :limit`,
+  },
+  {
+    check: 'holds-expiry-bound',
+    description: 'a user\'s holds_expire_at is not a lower bound of its active holds\' expiry (an expired hold could be counted as held)',
+    sql: `
+      SELECT u.id AS user_id, u.holds_expire_at, s.earliest, count(*) OVER () AS violations
+      FROM users u JOIN (SELECT user_id, min(expires_at) AS earliest FROM holds WHERE status = 'active' GROUP BY user_id) s ON s.user_id = u.id
+      WHERE u.holds_expire_at IS NULL OR u.holds_expire_at > s.earliest
+      ORDER BY u.id LIMIT :limit`,
+  },
+  {
+    check: 'hold-captures',
+    description: 'a hold is captured beyond its amount, or its journal entries do not match its state (a captured hold: one capture entry of ' +
+      '−captured on its holder, and one capture-in of +captured on its payee when it has one; any other hold: no entry)',
+    sql: `
+      SELECT h.id AS hold_id, h.status, h.amount, h.captured, h.to_user_id, e.entries, count(*) OVER () AS violations
+      FROM holds h
+      LEFT JOIN LATERAL (
+        SELECT count(*) AS entries,
+               count(*) FILTER (WHERE j.kind = 'capture' AND j.user_id = h.user_id AND j.amount = -h.captured) AS out_legs,
+               count(*) FILTER (WHERE j.kind = 'capture-in' AND j.user_id = h.to_user_id AND j.amount = h.captured) AS in_legs
+        FROM journal_entries j WHERE j.hold_id = h.id
+      ) e ON true
+      WHERE h.captured > h.amount
+         OR (h.status = 'captured' AND (e.out_legs <> 1 OR e.in_legs <> (CASE WHEN h.to_user_id IS NULL THEN 0 ELSE 1 END)
+             OR e.entries <> e.out_legs + e.in_legs))
+         OR (h.status <> 'captured' AND e.entries <> 0)
+      ORDER BY h.id LIMIT :limit`,
+  },
 ]
 
 const TOTALS_SQL = `
   SELECT (SELECT count(*) FROM users) AS users,
          (SELECT count(*) FROM journal_entries) AS entries,
          (SELECT count(DISTINCT transfer_id) FROM journal_entries WHERE transfer_id IS NOT NULL) AS transfers,
-         (SELECT count(*) FROM idempotency_keys) AS keys`
+         (SELECT count(*) FROM idempotency_keys) AS keys,
+         (SELECT count(*) FROM holds) AS holds`
 
 export async function checkBooks (sequelize: Sequelize): Promise<BooksReport> {
   return await sequelize.transaction({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ, readOnly: true }, async (transaction) => {
@@ -149,6 +192,7 @@ export async function checkBooks (sequelize: Sequelize): Promise<BooksReport> {
       entries: Number(totals?.entries),
       transfers: Number(totals?.transfers),
       idempotencyKeys: Number(totals?.keys),
+      holds: Number(totals?.holds),
       violations,
     }
   })
@@ -157,7 +201,7 @@ export async function checkBooks (sequelize: Sequelize): Promise<BooksReport> {
 /** The report as the lines `npm run verify` prints. */
 export function formatReport (report: BooksReport): string {
   const lines = [
-    `books: ${report.users} users, ${report.entries} journal entries, ${report.transfers} transfers, ${report.idempotencyKeys} idempotency keys`,
+    `books: ${report.users} users, ${report.entries} journal entries, ${report.transfers} transfers, ${report.holds} holds, ${report.idempotencyKeys} idempotency keys`,
   ]
   for (const { check, description, count, samples } of report.violations) {
     lines.push(`VIOLATION ${check}: ${count} × ${description}`)

@@ -2,8 +2,8 @@ import type { Sequelize } from 'sequelize'
 import { hotQuery } from './hot-query.js'
 import { boundedQuery } from './pooler.js'
 import { assertBalanceInBounds, toSafeInteger } from '../domain/money.js'
-import { claimBinds, jsonField, jsonInteger, jsonString, toKeyed, type KeyedRow } from '../strategies/outcome.js'
-import type { IdempotencyClaim, Keyed } from '../strategies/types.js'
+import { claimBinds, jsonDate, jsonField, jsonInteger, metadataFrom, toKeyed, type KeyedRow } from '../strategies/outcome.js'
+import type { IdempotencyClaim, Keyed, Metadata } from '../strategies/types.js'
 
 /**
  * The ledger's SQL that does not depend on the concurrency strategy: creating a user (a new row nobody else can
@@ -27,10 +27,10 @@ export const CREATE_USER_SQL = 'SELECT idempotency, result FROM user_create($1, 
  * Binds [userId, beforeId (exclusive), limit].
  */
 export const HISTORY_PAGE_SQL = `
-  SELECT j.id, j.amount, j.balance_after, j.created_at, j.kind, j.transfer_id, j.idempotency_key
+  SELECT j.id, j.amount, j.balance_after, j.created_at, j.kind, j.transfer_id, j.hold_id, j.idempotency_key, j.metadata
   FROM users u
   LEFT JOIN LATERAL (
-    SELECT e.id, e.amount, e.balance_after, e.created_at, e.kind, e.transfer_id, e.idempotency_key
+    SELECT e.id, e.amount, e.balance_after, e.created_at, e.kind, e.transfer_id, e.hold_id, e.idempotency_key, e.metadata
     FROM journal_entries e
     WHERE e.user_id = u.id AND e.id < $2
     ORDER BY e.id DESC
@@ -43,26 +43,61 @@ export const HISTORY_PAGE_SQL = `
  * One user, one statement: `GET /api/users/:id` is a read clients poll, so it takes hotQuery's path (a prepared
  * statement on the pool's connection) instead of Model.findByPk's per-call machinery, which measured about
  * 8,500 req/s against about 12,000 for one plain statement (autocannon c=100, this machine class). Binds [userId].
+ * `held` in the same statement, so balance and held come from one snapshot: users.held is Σ the user's holds with
+ * status 'active' (kept in the writing transaction); while no active hold has reached its expiry (holds_expire_at is
+ * a lower bound of the earliest) that is the answer at once, otherwise the unexpired ones are summed, so a hold reads
+ * as released from its expiresAt on, whether or not a write has marked it expired yet (db/migrations/0010).
  */
-const READ_USER = { name: 'user_read_v1', text: 'SELECT id, balance, created_at, updated_at FROM users WHERE id = $1' }
+const READ_USER = {
+  name: 'user_read_v2',
+  text: `
+  SELECT u.id, u.balance, u.created_at, u.updated_at,
+    CASE WHEN u.holds_expire_at IS NULL OR u.holds_expire_at > now() THEN u.held
+      ELSE (SELECT coalesce(sum(h.amount), 0) FROM holds h WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > now())
+    END AS held
+  FROM users u WHERE u.id = $1`,
+}
 
 export interface UserRow {
   id: number
   balance: number
+  held: number
+  available: number
   createdAt: Date
   updatedAt: Date
 }
 
 /** The user, or null when there is none. */
 export async function readUser (sequelize: Sequelize, userId: number): Promise<UserRow | null> {
-  const rows = await hotQuery<{ id: string, balance: string, created_at: Date, updated_at: Date }>(sequelize, READ_USER, [userId])
+  const rows = await hotQuery<{ id: string, balance: string, held: string, created_at: Date, updated_at: Date }>(sequelize, READ_USER, [userId])
+  const row = rows[0]
+  if (row === undefined) return null
+  const balance = assertBalanceInBounds(toSafeInteger(row.balance, 'balance'))
+  const held = assertBalanceInBounds(toSafeInteger(row.held, 'held'))
+  if (held > balance) throw new Error(`invariant: user ${userId} holds ${held} of a balance of ${balance}`)
+  return { id: toSafeInteger(row.id, 'user id'), balance, held, available: balance - held, createdAt: row.created_at, updatedAt: row.updated_at }
+}
+
+/**
+ * The balance as of an instant: balance_after of the user's newest entry written at or before it (0 before the first).
+ * Exact because, per user, entry time never goes backwards in id order (created_at is clock_timestamp() taken under
+ * the user's lock, db/migrations/0010). Walks the (user_id, id DESC) index from the newest entry back to `at`.
+ * Binds [userId, at]; no row: no such user.
+ */
+const BALANCE_AT_SQL = `
+  SELECT u.id, (SELECT e.balance_after FROM journal_entries e WHERE e.user_id = u.id AND e.created_at <= $2
+                ORDER BY e.id DESC LIMIT 1) AS balance,
+               (SELECT e.id FROM journal_entries e WHERE e.user_id = u.id AND e.created_at <= $2
+                ORDER BY e.id DESC LIMIT 1) AS entry_id
+  FROM users u WHERE u.id = $1`
+
+export async function balanceAt (sequelize: Sequelize, userId: number, at: Date): Promise<{ balance: number, entryId: number | null } | null> {
+  const rows = await boundedQuery<{ balance: string | null, entry_id: string | null }>(sequelize, BALANCE_AT_SQL, [userId, at.toISOString()])
   const row = rows[0]
   if (row === undefined) return null
   return {
-    id: toSafeInteger(row.id, 'user id'),
-    balance: assertBalanceInBounds(toSafeInteger(row.balance, 'balance')),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
+    balance: row.balance === null ? 0 : assertBalanceInBounds(toSafeInteger(row.balance, 'balance')),
+    entryId: row.entry_id === null ? null : toSafeInteger(row.entry_id, 'entry id'),
   }
 }
 
@@ -78,7 +113,7 @@ export interface CreatedUser {
   entryId: number | null
 }
 
-export type EntryKind = 'opening' | 'change' | 'transfer-in' | 'transfer-out'
+export type EntryKind = 'opening' | 'change' | 'transfer-in' | 'transfer-out' | 'capture' | 'capture-in'
 
 export interface JournalEntryView {
   id: number
@@ -87,7 +122,9 @@ export interface JournalEntryView {
   createdAt: Date
   kind: EntryKind
   transferId: string | null
+  holdId: number | null
   idempotencyKey: string | null
+  metadata: Metadata | null
 }
 
 interface HistoryRow {
@@ -97,13 +134,9 @@ interface HistoryRow {
   created_at: Date
   kind: EntryKind
   transfer_id: string | null
+  hold_id: string | null
   idempotency_key: string | null
-}
-
-function jsonDate (json: unknown, name: string): Date {
-  const date = new Date(jsonString(json, name))
-  if (Number.isNaN(date.getTime())) throw new Error(`invariant: outcome field ${name} is not a timestamp`)
-  return date
+  metadata: unknown
 }
 
 /** A create-user outcome as stored (user_create in db/migrations/0004). */
@@ -134,6 +167,8 @@ export async function historyPage (sequelize: Sequelize, userId: number, beforeI
     createdAt: row.created_at,
     kind: row.kind,
     transferId: row.transfer_id,
+    holdId: row.hold_id === null ? null : toSafeInteger(row.hold_id, 'hold id'),
     idempotencyKey: row.idempotency_key,
+    metadata: metadataFrom(row.metadata),
   }))
 }

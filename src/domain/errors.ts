@@ -6,6 +6,10 @@ export abstract class DomainError extends Error {
   abstract readonly code: string
   /** True when this outcome was not decided now but replayed from an idempotency key's stored outcome. */
   replayed = false
+  /** Fields the error body carries besides `{statusCode, code, error, message}` (the figures that explain it). */
+  details (): Record<string, unknown> {
+    return {}
+  }
 }
 
 export class UserNotFoundError extends DomainError {
@@ -15,10 +19,20 @@ export class UserNotFoundError extends DomainError {
   }
 }
 
+/** `available` (balance − active holds) decides; a refusal stored before holds existed knows only the balance. */
 export class InsufficientFundsError extends DomainError {
   readonly code = 'INSUFFICIENT_FUNDS'
-  constructor (readonly userId: number, readonly balance: number, readonly amount: number) {
-    super(`Insufficient funds: user ${userId} has ${balance}, the change is ${amount}`)
+  readonly available: number
+  constructor (readonly userId: number, readonly balance: number, readonly amount: number, available?: number) {
+    const free = available ?? balance
+    super(free === balance
+      ? `Insufficient funds: user ${userId} has ${balance}, the change is ${amount}`
+      : `Insufficient funds: user ${userId} has ${balance}, of which ${free} is available (the rest is held), the change is ${amount}`)
+    this.available = free
+  }
+
+  override details (): Record<string, unknown> {
+    return { userId: this.userId, balance: this.balance, available: this.available }
   }
 }
 
@@ -26,6 +40,76 @@ export class BalanceLimitExceededError extends DomainError {
   readonly code = 'BALANCE_LIMIT_EXCEEDED'
   constructor (readonly userId: number, readonly balance: number, readonly amount: number) {
     super(`Balance limit exceeded: user ${userId} has ${balance}, adding ${amount} would pass ${Number.MAX_SAFE_INTEGER}`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { userId: this.userId, balance: this.balance }
+  }
+}
+
+export class HoldNotFoundError extends DomainError {
+  readonly code = 'HOLD_NOT_FOUND'
+  constructor (readonly holdId: number) {
+    super(`Hold ${holdId} does not exist`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { holdId: this.holdId }
+  }
+}
+
+/** The hold was captured or voided already: exactly one settlement per hold. */
+export class HoldNotActiveError extends DomainError {
+  readonly code = 'HOLD_NOT_ACTIVE'
+  constructor (readonly holdId: number, readonly status: string) {
+    super(`Hold ${holdId} is ${status}, not active: it was settled already`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { holdId: this.holdId, status: this.status }
+  }
+}
+
+/** The hold reached its expiresAt (the database's clock) before this capture or void: its money is available again. */
+export class HoldExpiredError extends DomainError {
+  readonly code = 'HOLD_EXPIRED'
+  constructor (readonly holdId: number, readonly expiresAt: Date) {
+    super(`Hold ${holdId} expired at ${expiresAt.toISOString()}; its money is available again`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { holdId: this.holdId, status: 'expired', expiresAt: this.expiresAt.toISOString() }
+  }
+}
+
+export class CaptureExceedsHoldError extends DomainError {
+  readonly code = 'CAPTURE_EXCEEDS_HOLD'
+  constructor (readonly holdId: number, readonly held: number, readonly amount: number) {
+    super(`Hold ${holdId} reserves ${held}; a capture of ${amount} exceeds it`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { holdId: this.holdId, holdAmount: this.held }
+  }
+}
+
+/** A hold asks to live longer than HOLD_MAX_EXPIRES_IN_SECONDS allows: refused before the database. */
+export class HoldLifetimeTooLongError extends DomainError {
+  readonly code = 'HOLD_EXPIRY_TOO_LONG'
+  constructor (readonly expiresInSeconds: number, readonly maxExpiresInSeconds: number) {
+    super(`expiresInSeconds ${expiresInSeconds} is above this service's limit of ${maxExpiresInSeconds} s`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { maxExpiresInSeconds: this.maxExpiresInSeconds }
+  }
+}
+
+/** A capture names the hold's own holder as the payee: refused before the database. */
+export class SameUserCaptureError extends DomainError {
+  readonly code = 'SAME_USER_CAPTURE'
+  constructor (readonly holdId: number, readonly userId: number) {
+    super(`Hold ${holdId} belongs to user ${userId}; toUserId must be another user (omit it to capture without a payee)`)
   }
 }
 

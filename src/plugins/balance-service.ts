@@ -39,6 +39,9 @@ export default fp(async function balanceService (fastify) {
     reads,
     poolWaiting: () => pool()?.waiting ?? 0,
     maxPoolWaiting: config.DB_POOL_MAX_WAITING,
+  }, {
+    defaultExpiresInSeconds: config.HOLD_DEFAULT_EXPIRES_IN_SECONDS,
+    maxExpiresInSeconds: config.HOLD_MAX_EXPIRES_IN_SECONDS,
   }))
   fastify.log.info({ strategy: strategy.name, groupCommit: config.GROUP_COMMIT, maxBatch: config.GROUP_COMMIT_MAX_BATCH }, 'balance strategy selected')
 }, { name: 'balance-service', dependencies: ['config', 'database', 'migrations'] })

@@ -1,15 +1,21 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BalanceLimitExceededError, DomainError, InsufficientFundsError, OverloadedError } from '../domain/errors.js'
+import { DomainError, OverloadedError } from '../domain/errors.js'
 
 /** The one table from domain error codes to HTTP statuses. */
 const STATUS_BY_CODE: Record<string, number> = {
   SAME_USER_TRANSFER: 400,
+  SAME_USER_CAPTURE: 400,
+  HOLD_EXPIRY_TOO_LONG: 400,
   INVALID_CURSOR: 400,
   USER_NOT_FOUND: 404,
+  HOLD_NOT_FOUND: 404,
   INSUFFICIENT_FUNDS: 409,
   BALANCE_LIMIT_EXCEEDED: 409,
+  HOLD_NOT_ACTIVE: 409,
+  HOLD_EXPIRED: 409,
+  CAPTURE_EXCEEDS_HOLD: 409,
   IDEMPOTENCY_KEY_REUSED: 422,
   DB_UNAVAILABLE: 503,
   OVERLOADED: 503,
@@ -38,11 +44,7 @@ export default fp(async function errorHandler (fastify) {
   fastify.setErrorHandler(async (error: FastifyError | DomainError, request, reply) => {
     if (error instanceof DomainError) {
       const statusCode = STATUS_BY_CODE[error.code] ?? 500
-      const payload: Record<string, unknown> = errorBody(statusCode, error.code, error.message)
-      if (error instanceof InsufficientFundsError || error instanceof BalanceLimitExceededError) {
-        payload.userId = error.userId
-        payload.balance = error.balance
-      }
+      const payload: Record<string, unknown> = { ...errorBody(statusCode, error.code, error.message), ...error.details() }
       if (statusCode >= 500) request.log.warn({ err: error.cause ?? error }, error.message)
       if (error.replayed) void reply.header('Idempotent-Replayed', 'true')
       if (error instanceof OverloadedError) void reply.header('Retry-After', String(error.retryAfterSeconds))

@@ -23,10 +23,30 @@ export const BalanceConflictResponse = Type.Object({
   message: Type.String({ examples: ['Insufficient funds: user 1 has 0, the change is -2'] }),
   userId: UserId,
   balance: Balance,
+  available: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_BALANCE, description: 'With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked' })),
 }, {
-  description: 'INSUFFICIENT_FUNDS or BALANCE_LIMIT_EXCEEDED: the change would take the balance out of [0, 2^53 − 1]; nothing changed',
-  examples: [{ statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict', message: 'Insufficient funds: user 1 has 0, the change is -2', userId: 1, balance: 0 }],
+  description: 'INSUFFICIENT_FUNDS: the money available (balance − active holds) does not cover the withdrawal; ' +
+    'BALANCE_LIMIT_EXCEEDED: the change would take the balance above 2^53 − 1. Nothing changed',
+  examples: [{ statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict', message: 'Insufficient funds: user 1 has 0, the change is -2', userId: 1, balance: 0, available: 0 }],
 })
+
+/** Bounds of `metadata` (Stripe-like, sized to fit the 4 KB body limit): at most 16 keys, 40-character keys, 120-character values. */
+export const METADATA_MAX_KEYS = 16
+export const METADATA_KEY_MAX_LENGTH = 40
+export const METADATA_VALUE_MAX_LENGTH = 120
+
+/** A flat object of strings a client attaches to a write; stored with its journal entries (or hold) and returned by reads. */
+export const Metadata = Type.Record(
+  Type.String({ pattern: `^[A-Za-z0-9_.:-]{1,${METADATA_KEY_MAX_LENGTH}}$` }),
+  Type.String({ maxLength: METADATA_VALUE_MAX_LENGTH }),
+  {
+    maxProperties: METADATA_MAX_KEYS,
+    additionalProperties: false,
+    description: `Your own labels for this write: up to ${METADATA_MAX_KEYS} keys (1–${METADATA_KEY_MAX_LENGTH} characters of A–Z a–z 0–9 _ . : -), ` +
+      `string values of at most ${METADATA_VALUE_MAX_LENGTH} characters. Part of the request an Idempotency-Key identifies.`,
+    examples: [{ orderId: 'A-1234' }],
+  },
+)
 
 /**
  * The optional `Idempotency-Key` request header of every write: 1–255 printable ASCII characters (space to `~`),

@@ -1,11 +1,12 @@
 import { Type, type Static } from 'typebox'
-import { Balance, BalanceConflictResponse, IdempotencyHeaders, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
+import { Balance, BalanceConflictResponse, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
 export const TransferBody = Type.Object({
   fromUserId: UserId,
   toUserId: UserId,
   amount: Type.Integer({ minimum: 1, maximum: MAX_BALANCE, description: 'Positive integer in the smallest unit', examples: [250] }),
+  metadata: Type.Optional(Metadata),
 }, { additionalProperties: false, examples: [{ fromUserId: 1, toUserId: 2, amount: 250 }] })
 export type TransferBody = Static<typeof TransferBody>
 

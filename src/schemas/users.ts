@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, IdempotencyHeaders, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
+import { Balance, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
@@ -9,11 +9,13 @@ export type UserParams = Static<typeof UserParams>
 export const UserResponse = Type.Object({
   id: UserId,
   balance: Balance,
+  held: Type.Integer({ minimum: 0, maximum: MAX_BALANCE, description: 'Σ active, unexpired holds' }),
+  available: Type.Integer({ minimum: 0, maximum: MAX_BALANCE, description: 'balance − held: what withdrawals, transfers out and new holds may use' }),
   createdAt: Type.String({ format: 'date-time', description: 'When the user was created' }),
-  updatedAt: Type.String({ format: 'date-time', description: 'When the balance last changed' }),
+  updatedAt: Type.String({ format: 'date-time', description: 'When the balance or holds last changed' }),
 }, {
-  description: 'The user and its current balance',
-  examples: [{ id: 1, balance: 10000, createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:00.000Z' }],
+  description: 'The user, its balance, held and available, all from one snapshot',
+  examples: [{ id: 1, balance: 10000, held: 2, available: 9998, createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:00.000Z' }],
 })
 
 export const getUserSchema = {
@@ -74,9 +76,12 @@ export const JournalEntryResponse = Type.Object({
   amount: Type.Integer({ description: 'Signed change of the balance', examples: [-2] }),
   balanceAfter: Balance,
   createdAt: Type.String({ format: 'date-time' }),
-  kind: Type.Union([Type.Literal('opening'), Type.Literal('change'), Type.Literal('transfer-in'), Type.Literal('transfer-out')]),
+  kind: Type.Union([Type.Literal('opening'), Type.Literal('change'), Type.Literal('transfer-in'), Type.Literal('transfer-out'),
+    Type.Literal('capture'), Type.Literal('capture-in')], { description: 'capture: a hold captured from this user; capture-in: paid to this user by a capture' }),
   transferId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'Both legs of a transfer share it; null otherwise' }),
+  holdId: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'The hold a capture settled; null otherwise' }),
   idempotencyKey: Type.Union([Type.String(), Type.Null()], { description: 'The Idempotency-Key the write came with; null without one' }),
+  metadata: Type.Union([Metadata, Type.Null()], { description: 'The metadata the write came with; null without' }),
 })
 
 export const TransactionsResponse = Type.Object({
@@ -92,6 +97,30 @@ export const transactionsSchema = {
   querystring: TransactionsQuery,
   response: {
     200: TransactionsResponse,
+    400: badRequest,
+    404: userNotFound,
+    ...commonErrors,
+  },
+}
+
+export const BalanceAtQuery = Type.Object({
+  at: Type.String({ format: 'date-time', description: 'An instant (ISO 8601 with a time zone)', examples: ['2026-01-01T00:00:00Z'] }),
+}, { additionalProperties: false })
+
+export const balanceAtSchema = {
+  summary: 'A user\'s balance as of an instant',
+  description: 'balanceAfter of the user\'s newest journal entry written at or before `at` (0 before the first), with that ' +
+    'entry\'s id. Per user, entry times never go backwards in id order, so this agrees with the journal\'s order.',
+  tags: ['users'],
+  params: UserParams,
+  querystring: BalanceAtQuery,
+  response: {
+    200: Type.Object({
+      userId: UserId,
+      at: Type.String({ format: 'date-time' }),
+      balance: Balance,
+      entryId: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'The entry that set it; null before the first' }),
+    }, { description: 'The balance as of `at`' }),
     400: badRequest,
     404: userNotFound,
     ...commonErrors,

@@ -1,14 +1,19 @@
 import type { Sequelize } from 'sequelize'
 import {
-  BalanceLimitExceededError, DomainError, DatabaseUnavailableError, InsufficientFundsError, SameUserTransferError, UserNotFoundError,
-  type UnavailableRequest,
+  BalanceLimitExceededError, DomainError, DatabaseUnavailableError, HoldLifetimeTooLongError, HoldNotFoundError, InsufficientFundsError, SameUserCaptureError,
+  SameUserTransferError, UserNotFoundError, type UnavailableRequest,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import { boundedQuery } from '../db/pooler.js'
-import { createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
-import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, TransferOutcome, TransferRequest } from '../strategies/types.js'
-import type { Answer, Idempotency } from './idempotency.js'
+import { balanceAt, createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
+import { holdOwner, holdsPage, readHold } from '../db/holds.js'
+import type {
+  BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, HoldOperation, HoldStatus, HoldView, IdempotencyClaim, Metadata,
+  TransferOutcome, TransferRequest,
+} from '../strategies/types.js'
+import { metadataValues, type Answer, type Idempotency } from './idempotency.js'
+import { HoldOwners, renderHold, type HoldAnswer } from './hold-answers.js'
 import { Gate, SingleFlight, overloaded } from './admission.js'
 
 export interface AppliedChange {
@@ -16,14 +21,32 @@ export interface AppliedChange {
   balance: number
   amount: number
   entryId: number
+  /** balance − held after the change; absent only in an answer replayed from a key stored before holds existed. */
+  available?: number
 }
 
 export interface UserView {
   id: number
   balance: number
+  held: number
+  available: number
   createdAt: Date
   updatedAt: Date
 }
+
+export interface HoldPage {
+  items: HoldView[]
+  nextCursor: string | null
+}
+
+/** How long a hold lives when the request does not say, and the longest it may ask for (HOLD_* in src/config.ts). */
+export interface HoldLimits {
+  defaultExpiresInSeconds: number
+  maxExpiresInSeconds: number
+}
+
+/** Holders remembered for routing captures and voids into the holder's lane without a read (src/services/hold-answers.ts). */
+const HOLD_OWNERS_REMEMBERED = 100_000
 
 export interface AppliedTransfer {
   transferId: string
@@ -40,9 +63,9 @@ export interface HistoryPage {
 function renderChange (request: ChangeRequest, result: ChangeOutcome): AppliedChange {
   switch (result.outcome) {
     case 'applied':
-      return { userId: request.userId, balance: result.balance, amount: request.amount, entryId: result.entryId }
+      return { userId: request.userId, balance: result.balance, amount: request.amount, entryId: result.entryId, ...(result.available === undefined ? {} : { available: result.available }) }
     case 'insufficient_funds':
-      throw new InsufficientFundsError(request.userId, result.balance, request.amount)
+      throw new InsufficientFundsError(request.userId, result.balance, request.amount, result.available)
     case 'balance_limit_exceeded':
       throw new BalanceLimitExceededError(request.userId, result.balance, request.amount)
     case 'user_not_found':
@@ -60,7 +83,7 @@ function renderTransfer (request: TransferRequest, result: TransferOutcome): App
       }
     case 'insufficient_funds':
       // The sender's side of the transfer is a change of -amount: the message reads like a PATCH refusal.
-      throw new InsufficientFundsError(result.userId, result.balance, -request.amount)
+      throw new InsufficientFundsError(result.userId, result.balance, -request.amount, result.available)
     case 'balance_limit_exceeded':
       throw new BalanceLimitExceededError(result.userId, result.balance, request.amount)
     case 'user_not_found':
@@ -112,7 +135,10 @@ export class BalanceService {
     readonly strategy: BalanceStrategy,
     private readonly idempotency: Idempotency,
     private readonly admission: ServiceAdmission,
+    private readonly holdLimits: HoldLimits = { defaultExpiresInSeconds: 3600, maxExpiresInSeconds: 604_800 },
   ) {}
+
+  private readonly holdOwners = new HoldOwners(HOLD_OWNERS_REMEMBERED)
 
   /** Concurrent health checks share one `SELECT 1`: a flood of them holds one connection, never a queue. */
   private readonly health = new SingleFlight(async () => await this.pingDatabase())
@@ -136,7 +162,7 @@ export class BalanceService {
   /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
-    const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount])
+    const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount, ...metadataValues(request.metadata)])
     const keyed = await this.write(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))
   }
@@ -145,7 +171,7 @@ export class BalanceService {
     // Refused before the database: bad input changes nothing and is never kept under a key.
     if (request.fromUserId === request.toUserId) throw new SameUserTransferError(request.fromUserId)
     if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
-    const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount])
+    const claim = key === undefined ? undefined : this.idempotency.claim(key, 'transfer', [request.fromUserId, request.toUserId, request.amount, ...metadataValues(request.metadata)])
     const keyed = await this.write(async () => await this.strategy.transfer(request, claim), writeKind(key))
     return this.idempotency.settle(keyed, (outcome) => renderTransfer(request, outcome))
   }
@@ -154,7 +180,87 @@ export class BalanceService {
     if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
     const claim = key === undefined ? undefined : this.idempotency.claim(key, 'create-user', [request.balance])
     const keyed = await this.write(async () => await createUser(this.sequelize, request.balance, claim), writeKind(key))
-    return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, createdAt, updatedAt }))
+    return this.idempotency.settle(keyed, ({ id, balance, createdAt, updatedAt }) => ({ id, balance, held: 0, available: balance, createdAt, updatedAt }))
+  }
+
+  /**
+   * Reserves `amount` of the user's available money until captured, voided or expired (the database's clock).
+   * Joins the user's group-commit lane like a change. `expiresInSeconds` is bounded by HOLD_MAX_EXPIRES_IN_SECONDS.
+   */
+  async createHold (request: { userId: number, amount: number, expiresInSeconds?: number, metadata?: Metadata }, key?: string): Promise<Answer<HoldAnswer>> {
+    const expiresInSeconds = request.expiresInSeconds ?? this.holdLimits.defaultExpiresInSeconds
+    if (expiresInSeconds > this.holdLimits.maxExpiresInSeconds) throw new HoldLifetimeTooLongError(expiresInSeconds, this.holdLimits.maxExpiresInSeconds)
+    const operation: HoldOperation = { kind: 'hold', userId: request.userId, amount: request.amount, expiresInSeconds, ...(request.metadata === undefined ? {} : { metadata: request.metadata }) }
+    const answer = await this.holdWrite(operation, key, 'hold', [request.userId, request.amount, expiresInSeconds, ...metadataValues(request.metadata)])
+    this.holdOwners.remember(answer.value.hold.holdId, request.userId)
+    return answer
+  }
+
+  /** Captures all of a hold (or `amount` of it, releasing the rest), optionally paying `toUserId` in the same transaction. */
+  async captureHold (holdId: number, request: { amount?: number, toUserId?: number, metadata?: Metadata }, key?: string): Promise<Answer<HoldAnswer>> {
+    const owner = await this.ownerOf(holdId)
+    const values = [holdId, request.amount ?? null, request.toUserId ?? null, ...metadataValues(request.metadata)]
+    if (request.toUserId === undefined) {
+      const operation: HoldOperation = { kind: 'capture', userId: owner, holdId, ...(request.amount === undefined ? {} : { amount: request.amount }), ...(request.metadata === undefined ? {} : { metadata: request.metadata }) }
+      return await this.holdWrite(operation, key, 'capture', values)
+    }
+    if (request.toUserId === owner) throw new SameUserCaptureError(holdId, owner)
+    const toUserId = request.toUserId
+    const claim = await this.keyClaim(key, 'capture', values)
+    const keyed = await this.write(async () => await this.strategy.captureTo({ holdId, toUserId, ...request }, claim), writeKind(key))
+    return this.idempotency.settle(keyed, (outcome) => renderHold(outcome, { holdId, ...(request.amount === undefined ? {} : { amount: request.amount }) }))
+  }
+
+  /** Releases a whole hold: held falls by its amount, the balance stays. */
+  async voidHold (holdId: number, key?: string): Promise<Answer<HoldAnswer>> {
+    const owner = await this.ownerOf(holdId)
+    return await this.holdWrite({ kind: 'void', userId: owner, holdId }, key, 'void', [holdId])
+  }
+
+  async getHold (holdId: number): Promise<HoldView> {
+    const hold = await this.read(async () => await readHold(this.sequelize, holdId))
+    if (hold === null) throw new HoldNotFoundError(holdId)
+    return hold
+  }
+
+  /** One page of a user's holds, newest first, optionally of one status (as of the read's instant). */
+  async userHolds (userId: number, page: { status?: HoldStatus, limit: number, before?: string }): Promise<HoldPage> {
+    const beforeId = page.before === undefined ? undefined : decodeCursor(page.before)
+    const rows = await this.read(async () => await holdsPage(this.sequelize, userId, page.status ?? 'any', beforeId, page.limit + 1))
+    if (rows === null) throw new UserNotFoundError(userId)
+    const items = rows.slice(0, page.limit)
+    const last = items.at(-1)
+    return { items, nextCursor: rows.length > page.limit && last !== undefined ? encodeCursor(last.holdId) : null }
+  }
+
+  /** The user's balance as of `at`, and the journal entry that set it (null: before the first). */
+  async balanceAt (userId: number, at: Date): Promise<{ balance: number, entryId: number | null }> {
+    const found = await this.read(async () => await balanceAt(this.sequelize, userId, at))
+    if (found === null) throw new UserNotFoundError(userId)
+    return found
+  }
+
+  private async holdWrite (operation: HoldOperation, key: string | undefined, name: 'hold' | 'capture' | 'void', values: Array<number | string | null>): Promise<Answer<HoldAnswer>> {
+    const claim = await this.keyClaim(key, name, values)
+    const keyed = await this.write(async () => await this.strategy.holdOperation(operation, claim), writeKind(key))
+    const amount = operation.kind === 'void' ? undefined : operation.amount
+    return this.idempotency.settle(keyed, (outcome) => renderHold(outcome, amount === undefined ? {} : { amount }))
+  }
+
+  private async keyClaim (key: string | undefined, name: 'hold' | 'capture' | 'void', values: Array<number | string | null>): Promise<IdempotencyClaim | undefined> {
+    if (key === undefined) return undefined
+    await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
+    return this.idempotency.claim(key, name, values)
+  }
+
+  /** The hold's holder (it never changes), remembered or read; HOLD_NOT_FOUND when there is no such hold. */
+  private async ownerOf (holdId: number): Promise<number> {
+    const remembered = this.holdOwners.get(holdId)
+    if (remembered !== undefined) return remembered
+    const owner = await this.read(async () => await holdOwner(this.sequelize, holdId))
+    if (owner === null) throw new HoldNotFoundError(holdId)
+    this.holdOwners.remember(holdId, owner)
+    return owner
   }
 
   async getUser (id: number): Promise<UserView> {

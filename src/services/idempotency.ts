@@ -15,7 +15,7 @@ import type { KeyStoreBudget } from './key-store-budget.js'
 export const IDEMPOTENCY_PURGE_LIMIT = 100
 
 /** The writes that take a key. Part of the fingerprint, so one key sent to two routes is a reuse (422). */
-export type Operation = 'change' | 'transfer' | 'create-user'
+export type Operation = 'change' | 'transfer' | 'create-user' | 'hold' | 'capture' | 'void'
 
 /** An answer and whether it was replayed from a key's stored outcome (the route adds `Idempotent-Replayed: true`). */
 export interface Answer<T> {
@@ -27,8 +27,17 @@ export interface Answer<T> {
  * sha256 of the operation and the validated request's values in a fixed order, so `{"a":1,"b":2}` and
  * `{"b":2,"a":1}` (and an omitted default) are the same request.
  */
-export function fingerprint (operation: Operation, values: ReadonlyArray<number | string>): string {
+export function fingerprint (operation: Operation, values: ReadonlyArray<number | string | null>): string {
   return createHash('sha256').update(JSON.stringify([operation, ...values])).digest('hex')
+}
+
+/**
+ * Metadata as a fingerprint value: its entries sorted by key, so the same object written in another order is the same
+ * request. Appended only when present, so a request without metadata keeps the fingerprint it always had.
+ */
+export function metadataValues (metadata: Record<string, string> | undefined): string[] {
+  if (metadata === undefined) return []
+  return [JSON.stringify(Object.entries(metadata).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))]
 }
 
 export class Idempotency {
@@ -43,7 +52,7 @@ export class Idempotency {
     await this.budget?.admit()
   }
 
-  claim (key: string, operation: Operation, values: ReadonlyArray<number | string>): IdempotencyClaim {
+  claim (key: string, operation: Operation, values: ReadonlyArray<number | string | null>): IdempotencyClaim {
     return { key, fingerprint: fingerprint(operation, values), ttlSeconds: this.ttlSeconds, purgeLimit: IDEMPOTENCY_PURGE_LIMIT }
   }
 

@@ -13,23 +13,21 @@ import type { BalanceStrategy } from './types.js'
  * transaction take five round trips while the lock is held (see bench/REPORT.md).
  * A transfer (balance_transfer_advisory, db/migrations/0004) takes both users' advisory locks in ascending id order.
  */
-/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
-export const ADVISORY_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_advisory($1, $2, $3, $4)'
-const ADVISORY_CHANGE = { name: 'balance_change_advisory_v1', text: ADVISORY_CHANGE_SQL }
-
-/** The keyed change (db/migrations/0004): claim the key, run balance_change_advisory(), store the outcome; one round trip. */
-export const ADVISORY_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_advisory_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
-/** A transfer, keyed or not (db/migrations/0004). */
-export const ADVISORY_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_transfer_advisory($1, $2, $3, $4, $5, $6, $7, $8, $9)'
+/**
+ * The whole change (balance_change_locked, db/migrations/0010: held checked too); binds [userId, amount, MIN_BALANCE,
+ * MAX_BALANCE, metadata]. Exported for bench/'s database ceiling.
+ */
+export const ADVISORY_CHANGE_SQL = "SELECT outcome, balance, entry_id, available FROM balance_change_locked('advisory', $1, $2, $3, $4, $5, NULL)"
+const ADVISORY_CHANGE = { name: 'balance_change_advisory_v2', text: ADVISORY_CHANGE_SQL }
 
 export function advisoryStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'advisory',
     batchLock: 'advisory',
-    ...ledgerFunctionCalls(sequelize, { changeKeyedSql: ADVISORY_CHANGE_KEYED_SQL, transferSql: ADVISORY_TRANSFER_SQL }),
-    async change ({ userId, amount }) {
+    ...ledgerFunctionCalls(sequelize, 'advisory', 'advisory'),
+    async change ({ userId, amount, metadata }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
-      const rows = await hotQuery<OutcomeRow>(sequelize, ADVISORY_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])
+      const rows = await hotQuery<OutcomeRow>(sequelize, ADVISORY_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE, metadata === undefined ? null : JSON.stringify(metadata)])
       return toChangeOutcome(rows[0])
     },
   }

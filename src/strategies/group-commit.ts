@@ -4,8 +4,8 @@ import { MAX_BATCH_LIMIT } from '../config.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import { OverloadedError } from '../domain/errors.js'
 import { limits as httpLimits } from '../limits.js'
-import { decodeBatchItem, executeBatch, type BatchAnswer, type BatchItem, type BatchRow } from './batch.js'
-import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, IdempotencyClaim, Keyed } from './types.js'
+import { decodeBatchItem, executeBatch, isHoldOperation, type BatchAnswer, type BatchItem, type BatchRow } from './batch.js'
+import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, HoldOperation, HoldOutcome, IdempotencyClaim, Keyed } from './types.js'
 
 /**
  * Group commit per user: nothing waits on a clock to form a batch.
@@ -32,7 +32,10 @@ import type { BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, Idem
  *   waitTimeoutMs. Past any of them the change is refused at once (OVERLOADED) and never applied; a change that
  *   was taken into a batch is never shed.
  * Several instances on one database stay exact: their batches take the same per-user lock in the database.
- * Transfers are not batched: they go straight to the strategy and take the same locks in id order.
+ * A user's lane carries every write that needs only that user's lock, in arrival order: changes, new holds,
+ * captures without a payee and voids (ledger_batch, db/migrations/0010), so a storm of holds batches like a storm of
+ * changes. Transfers and captures that pay another user are not batched: they go straight to the strategy and take
+ * the same locks in id order.
  */
 
 /** What bounds the lanes (GROUP_COMMIT_* in src/config.ts). */
@@ -111,18 +114,28 @@ export class GroupCommit implements BalanceStrategy {
 
   async change (request: ChangeRequest): Promise<ChangeOutcome> {
     const answer = await this.submit({ request })
-    if (answer.keyed) throw new Error('invariant: a keyless change got a keyed answer')
+    if (answer.keyed !== false) throw new Error('invariant: a keyless change got a keyed answer')
     return answer.outcome
   }
 
   async changeKeyed (request: ChangeRequest, claim: IdempotencyClaim): Promise<Keyed<ChangeOutcome>> {
     const answer = await this.submit({ request, claim })
-    if (!answer.keyed) throw new Error('invariant: a keyed change got a keyless answer')
+    if (answer.keyed !== true) throw new Error('invariant: a keyed change got another answer')
+    return answer.result
+  }
+
+  async holdOperation (operation: HoldOperation, claim?: IdempotencyClaim): Promise<Keyed<HoldOutcome>> {
+    const answer = await this.submit(claim === undefined ? { request: operation } : { request: operation, claim })
+    if (answer.keyed !== 'hold') throw new Error('invariant: a hold operation got a change answer')
     return answer.result
   }
 
   async transfer (...args: Parameters<BalanceStrategy['transfer']>): ReturnType<BalanceStrategy['transfer']> {
     return await this.inner.transfer(...args)
+  }
+
+  async captureTo (...args: Parameters<BalanceStrategy['captureTo']>): ReturnType<BalanceStrategy['captureTo']> {
+    return await this.inner.captureTo(...args)
   }
 
   private async submit (item: BatchItem): Promise<BatchAnswer> {
@@ -224,9 +237,11 @@ export class GroupCommit implements BalanceStrategy {
   }
 
   private async alone ({ request, claim }: BatchItem): Promise<BatchAnswer> {
-    const answer: BatchAnswer = claim === undefined
-      ? { keyed: false, outcome: await this.inner.change(request) }
-      : { keyed: true, result: await this.inner.changeKeyed(request, claim) }
+    const answer: BatchAnswer = isHoldOperation(request)
+      ? { keyed: 'hold', result: await this.inner.holdOperation(request, claim) }
+      : claim === undefined
+        ? { keyed: false, outcome: await this.inner.change(request) }
+        : { keyed: true, result: await this.inner.changeKeyed(request, claim) }
     this.notify(1)
     return answer
   }

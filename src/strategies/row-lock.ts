@@ -6,27 +6,23 @@ import { ledgerFunctionCalls } from './ledger-functions.js'
 import type { BalanceStrategy } from './types.js'
 
 /**
- * `row-lock`: SELECT … FOR UPDATE, check, write, journal, inside balance_change_row_lock() (db/migrations/0003),
- * one autocommit statement, so the row lock is held for a single round trip (raw SQL for the same reason as advisory).
- * A transfer (balance_transfer_row_lock, db/migrations/0004) locks both rows FOR UPDATE in ascending id order.
+ * `row-lock`: SELECT … FOR UPDATE, check (available: balance − held), write, journal, inside
+ * balance_change_locked('row', …) (db/migrations/0010), one autocommit statement, so the row lock is held for a single
+ * round trip (raw SQL for the same reason as advisory). A transfer locks both rows FOR UPDATE in ascending id order.
  */
-/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. Exported for bench/'s database ceiling. */
-export const ROW_LOCK_CHANGE_SQL = 'SELECT outcome, balance, entry_id FROM balance_change_row_lock($1, $2, $3, $4)'
-const ROW_LOCK_CHANGE = { name: 'balance_change_row_lock_v1', text: ROW_LOCK_CHANGE_SQL }
-
-/** The keyed change (db/migrations/0004): claim the key, run balance_change_row_lock(), store the outcome; one round trip. */
-export const ROW_LOCK_CHANGE_KEYED_SQL = 'SELECT idempotency, result FROM balance_change_row_lock_keyed($1, $2, $3, $4, $5, $6, $7, $8)'
-/** A transfer, keyed or not (db/migrations/0004). */
-export const ROW_LOCK_TRANSFER_SQL = 'SELECT idempotency, result FROM balance_transfer_row_lock($1, $2, $3, $4, $5, $6, $7, $8, $9)'
+/** The whole change; binds [userId, amount, MIN_BALANCE, MAX_BALANCE, metadata]. Exported for bench/'s database ceiling. */
+export const ROW_LOCK_CHANGE_SQL = "SELECT outcome, balance, entry_id, available FROM balance_change_locked('row', $1, $2, $3, $4, $5, NULL)"
+const ROW_LOCK_CHANGE = { name: 'balance_change_row_lock_v2', text: ROW_LOCK_CHANGE_SQL }
 
 export function rowLockStrategy (sequelize: Sequelize): BalanceStrategy {
   return {
     name: 'row-lock',
     batchLock: 'row',
-    ...ledgerFunctionCalls(sequelize, { changeKeyedSql: ROW_LOCK_CHANGE_KEYED_SQL, transferSql: ROW_LOCK_TRANSFER_SQL }),
-    async change ({ userId, amount }) {
+    ...ledgerFunctionCalls(sequelize, 'row-lock', 'row'),
+    async change ({ userId, amount, metadata }) {
       // hotQuery, not sequelize.query(): ~40 % less client CPU per change, measured (src/db/hot-query.ts).
-      const rows = await hotQuery<OutcomeRow>(sequelize, ROW_LOCK_CHANGE, [userId, amount, MIN_BALANCE, MAX_BALANCE])
+      const rows = await hotQuery<OutcomeRow>(sequelize, ROW_LOCK_CHANGE,
+        [userId, amount, MIN_BALANCE, MAX_BALANCE, metadata === undefined ? null : JSON.stringify(metadata)])
       return toChangeOutcome(rows[0])
     },
   }

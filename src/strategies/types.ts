@@ -4,16 +4,20 @@ import type { StrategyName } from '../config.js'
 /** Which lock a batch of changes to one user is taken under: the advisory lock, or the user's row (FOR UPDATE). */
 export type BatchLock = 'advisory' | 'row'
 
+/** A flat object of string values a client attaches to a write (bounded by the route schema), stored with it. */
+export type Metadata = Record<string, string>
+
 /** One balance change as the service asks for it: already validated (safe integers, amount ≠ 0, userId ≥ 1). */
 export interface ChangeRequest {
   userId: number
   amount: number
+  metadata?: Metadata
 }
 
 /** What a strategy reports. Refusals are values, not exceptions: they are ordinary business outcomes. */
 export type ChangeOutcome =
-  | { outcome: 'applied', balance: number, entryId: number }
-  | { outcome: 'insufficient_funds', balance: number }
+  | { outcome: 'applied', balance: number, entryId: number, available?: number }
+  | { outcome: 'insufficient_funds', balance: number, available?: number }
   | { outcome: 'balance_limit_exceeded', balance: number }
   | { outcome: 'user_not_found' }
 
@@ -22,6 +26,7 @@ export interface TransferRequest {
   fromUserId: number
   toUserId: number
   amount: number
+  metadata?: Metadata
 }
 
 export interface TransferLeg {
@@ -33,9 +38,58 @@ export interface TransferLeg {
 /** A refusal names the account that caused it: the sender (funds), the receiver (limit), or a missing user. */
 export type TransferOutcome =
   | { outcome: 'applied', transferId: string, from: TransferLeg, to: TransferLeg }
-  | { outcome: 'insufficient_funds', userId: number, balance: number }
+  | { outcome: 'insufficient_funds', userId: number, balance: number, available?: number }
   | { outcome: 'balance_limit_exceeded', userId: number, balance: number }
   | { outcome: 'user_not_found', userId: number }
+
+/**
+ * A write on holds that needs only the holder's lock, so it can join that user's group-commit batch with changes.
+ * `userId` is always the holder (for a capture or void, looked up from the hold before it is sent).
+ */
+export type HoldOperation =
+  | { kind: 'hold', userId: number, amount: number, expiresInSeconds: number, metadata?: Metadata }
+  | { kind: 'capture', userId: number, holdId: number, amount?: number, metadata?: Metadata }
+  | { kind: 'void', userId: number, holdId: number }
+
+/** A capture that pays another user: two users' locks, so never batched (like a transfer). */
+export interface CaptureToRequest {
+  holdId: number
+  toUserId: number
+  amount?: number
+  metadata?: Metadata
+}
+
+export type HoldStatus = 'active' | 'captured' | 'voided' | 'expired'
+
+/** A hold as the database showed it at the instant of the write or read (an active hold past expiresAt is 'expired'). */
+export interface HoldView {
+  holdId: number
+  userId: number
+  amount: number
+  status: HoldStatus
+  captured: number
+  released: number
+  expiresAt: Date
+  createdAt: Date
+  settledAt: Date | null
+  toUserId: number | null
+  metadata: Metadata | null
+}
+
+/** The holder's figures after a hold write (available = balance − held). */
+export interface Funds {
+  balance: number
+  held: number
+  available: number
+}
+
+export type HoldOutcome =
+  | { outcome: 'applied', hold: HoldView, funds: Funds, entryId: number | null, payee?: TransferLeg }
+  | { outcome: 'insufficient_funds', userId: number, balance: number, available: number }
+  | { outcome: 'balance_limit_exceeded', userId: number, balance: number }
+  | { outcome: 'user_not_found', userId: number }
+  | { outcome: 'hold_not_found', holdId: number }
+  | { outcome: 'hold_expired' | 'hold_not_active' | 'capture_exceeds_hold', hold: HoldView }
 
 /**
  * The idempotency key a write runs under, as the SQL needs it (built by src/services/idempotency.ts).
@@ -70,6 +124,10 @@ export interface BalanceStrategy {
   changeKeyed: (request: ChangeRequest, claim: IdempotencyClaim) => Promise<Keyed<ChangeOutcome>>
   /** Both balance updates and both journal legs, or nothing; deadlock-free between opposite transfers. */
   transfer: (request: TransferRequest, claim?: IdempotencyClaim) => Promise<Keyed<TransferOutcome>>
+  /** A new hold, a capture without a payee, or a void: under the holder's lock (batchLock), keyed or not. */
+  holdOperation: (operation: HoldOperation, claim?: IdempotencyClaim) => Promise<Keyed<HoldOutcome>>
+  /** A capture paying another user: both users locked in ascending id order, both journal legs, or nothing. */
+  captureTo: (request: CaptureToRequest, claim?: IdempotencyClaim) => Promise<Keyed<HoldOutcome>>
   /** Strategies that batch (group commit) report each statement's batch size here. */
   observe?: (observer: BatchObserver) => void
 }

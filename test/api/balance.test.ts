@@ -35,6 +35,7 @@ for (const strategy of strategies) {
         message: `Insufficient funds: user 1 has ${before.balance}, the change is ${-(before.balance + 1)}`,
         userId: 1,
         balance: before.balance,
+        available: before.balance,
       })
       t.same(await books(app, 1), before)
     })

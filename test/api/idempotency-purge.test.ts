@@ -45,7 +45,8 @@ t.test('keyed batches that re-claim expired keys while others purge them never d
       const amounts = keys.map(() => 1)
       const fingerprints = keys.map((key) => fingerprint('change', [userId, 1, key]))
       try {
-        const result = await client.query(BATCH_CHANGE_SQL, ['advisory', userId, amounts, keys, fingerprints, MIN_BALANCE, MAX_BALANCE, TTL_SECONDS, PURGE_LIMIT])
+        const none = keys.map(() => null)
+        const result = await client.query(BATCH_CHANGE_SQL, ['advisory', userId, keys.map(() => 'change'), amounts, none, none, none, keys, fingerprints, MIN_BALANCE, MAX_BALANCE, TTL_SECONDS, PURGE_LIMIT])
         executed += result.rows.filter((row: { idempotency: string }) => row.idempotency === 'executed').length
       } catch (error) {
         errors.push(`${(error as { code?: string }).code ?? ''} ${(error as Error).message}`)

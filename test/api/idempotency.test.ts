@@ -29,7 +29,7 @@ for (const strategy of strategies) {
       t.equal(first.statusCode, 200)
       t.notOk(first.headers['idempotent-replayed'], 'the first answer is not a replay')
       const entryId = first.json().entryId
-      t.same(first.json(), { userId: user, balance: 70, amount: -30, entryId })
+      t.same(first.json(), { userId: user, balance: 70, amount: -30, entryId, available: 70 })
       const before = await snapshot(app)
       // Same request with the properties in another order: the same request.
       const again = await patch({ amount: -30, userId: user }, 'pay-1')
@@ -41,7 +41,7 @@ for (const strategy of strategies) {
       const [row] = await sql<{ entry_ids: string[], result: unknown, ttl: string }>(app,
         'SELECT entry_ids, result, extract(epoch FROM expires_at - created_at) AS ttl FROM idempotency_keys WHERE key = $1', ['pay-1'])
       t.same(row?.entry_ids.map(Number), [entryId], 'the key points at its journal entry')
-      t.same(row?.result, { operation: 'change', outcome: 'applied', userId: user, amount: -30, balance: 70, entryId })
+      t.same(row?.result, { operation: 'change', outcome: 'applied', userId: user, amount: -30, balance: 70, available: 70, entryId })
       t.equal(Number(row?.ttl), 24 * 3600, 'kept IDEMPOTENCY_TTL_HOURS (default 24)')
     })
 
@@ -67,7 +67,7 @@ for (const strategy of strategies) {
       const first = await patch({ userId: user, amount: -6 }, 'pay-3')
       t.equal(first.statusCode, 409)
       t.same(first.json(), {
-        statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict', message: `Insufficient funds: user ${user} has 5, the change is -6`, userId: user, balance: 5,
+        statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict', message: `Insufficient funds: user ${user} has 5, the change is -6`, userId: user, balance: 5, available: 5,
       })
       t.equal((await patch({ userId: user, amount: 100 })).statusCode, 200, 'funds arrive (no key)')
       const again = await patch({ userId: user, amount: -6 }, 'pay-3')

@@ -6,7 +6,7 @@ t.test('GET /api/users/:id', async (t) => {
   const res = await app.inject({ method: 'GET', url: '/api/users/1' })
   t.equal(res.statusCode, 200)
   const body = res.json()
-  t.same(Object.keys(body).sort(), ['balance', 'createdAt', 'id', 'updatedAt'])
+  t.same(Object.keys(body).sort(), ['available', 'balance', 'createdAt', 'held', 'id', 'updatedAt'])
   t.equal(body.id, 1)
   t.equal(body.balance, 10000)
   t.ok(!Number.isNaN(Date.parse(body.createdAt)) && !Number.isNaN(Date.parse(body.updatedAt)), 'ISO timestamps')

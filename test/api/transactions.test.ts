@@ -27,10 +27,10 @@ for (const strategy of strategies) {
       const { items, nextCursor } = await page(user)
       t.equal(nextCursor, null, 'one page holds it all')
       t.same(items.map(({ createdAt: _createdAt, ...item }) => item), [
-        { id: rows[3]?.id, amount: 5, balanceAfter: 65, kind: 'transfer-in', transferId: back.transferId, idempotencyKey: 'hist-2' },
-        { id: rows[2]?.id, amount: -30, balanceAfter: 60, kind: 'transfer-out', transferId: out.transferId, idempotencyKey: null },
-        { id: rows[1]?.id, amount: -10, balanceAfter: 90, kind: 'change', transferId: null, idempotencyKey: 'hist-1' },
-        { id: rows[0]?.id, amount: 100, balanceAfter: 100, kind: 'opening', transferId: null, idempotencyKey: null },
+        { id: rows[3]?.id, amount: 5, balanceAfter: 65, kind: 'transfer-in', transferId: back.transferId, idempotencyKey: 'hist-2', holdId: null, metadata: null },
+        { id: rows[2]?.id, amount: -30, balanceAfter: 60, kind: 'transfer-out', transferId: out.transferId, idempotencyKey: null, holdId: null, metadata: null },
+        { id: rows[1]?.id, amount: -10, balanceAfter: 90, kind: 'change', transferId: null, idempotencyKey: 'hist-1', holdId: null, metadata: null },
+        { id: rows[0]?.id, amount: 100, balanceAfter: 100, kind: 'opening', transferId: null, idempotencyKey: null, holdId: null, metadata: null },
       ])
       for (const item of items) t.match(item.createdAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
     })

@@ -54,6 +54,7 @@ for (const strategy of strategies) {
           message: `Insufficient funds: user ${from} has ${fromBalance}, the change is ${-(fromBalance + 1)}`,
           userId: from,
           balance: fromBalance,
+          available: fromBalance,
         }, label)
         t.same(await snapshot(app), before, `${label}: nothing changed, not even updated_at`)
       }

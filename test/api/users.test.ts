@@ -13,7 +13,7 @@ for (const strategy of strategies) {
       t.equal(res.statusCode, 201)
       t.notOk(res.headers['idempotent-replayed'], 'not a replay')
       const body = res.json()
-      t.same(Object.keys(body).sort(), ['balance', 'createdAt', 'id', 'updatedAt'])
+      t.same(Object.keys(body).sort(), ['available', 'balance', 'createdAt', 'held', 'id', 'updatedAt'])
       t.equal(body.id, 2, 'ids follow the seeded user 1')
       t.equal(body.balance, 500)
       t.match(body.createdAt, ISO)

@@ -29,8 +29,8 @@ t.test('the books checker', async (t) => {
 
   // Not a subtest: subtests run after this body, and this must run before the scenario below.
   const fresh = await checkBooks(app.sequelize)
-  t.same(fresh, { ok: true, users: 1, entries: 1, transfers: 0, idempotencyKeys: 0, violations: [] }, 'passes on a fresh database')
-  t.equal(formatReport(fresh), 'books: 1 users, 1 journal entries, 0 transfers, 0 idempotency keys\nOK: all 6 checks pass')
+  t.same(fresh, { ok: true, users: 1, entries: 1, transfers: 0, idempotencyKeys: 0, holds: 0, violations: [] }, 'passes on a fresh database')
+  t.equal(formatReport(fresh), 'books: 1 users, 1 journal entries, 0 transfers, 0 holds, 0 idempotency keys\nOK: all 9 checks pass')
 
   // A scenario touching every kind of entry, then every way of breaking the books, each caught and repaired.
   const a = await newUser(app, 500)
@@ -55,7 +55,7 @@ t.test('the books checker', async (t) => {
       count: 1,
       samples: [{ user_id: String(a), balance: '381', journal_sum: '380' }],
     }])
-    t.match(formatReport(report), /VIOLATION balance-equals-journal: 1 × .*\n {2}\{"user_id":"\d+","balance":"381","journal_sum":"380"\}\nFAILED: 1 of 6 checks$/)
+    t.match(formatReport(report), /VIOLATION balance-equals-journal: 1 × .*\n {2}\{"user_id":"\d+","balance":"381","journal_sum":"380"\}\nFAILED: 1 of 9 checks$/)
     await sql(app, 'UPDATE users SET balance = balance - 1 WHERE id = $1', [a])
     t.same(await violated(app), [])
   })
@@ -82,10 +82,12 @@ t.test('the books checker', async (t) => {
     await provesFailure(t, app, 'a key without a result', ['idempotent-results'],
       "INSERT INTO idempotency_keys (key, request_fingerprint, expires_at) VALUES ('half', 'x', now() + interval '1 hour')",
       "DELETE FROM idempotency_keys WHERE key = 'half'")
-    await provesFailure(t, app, 'a negative balance (its CHECK constraint dropped first)', ['balance-equals-journal', 'balance-in-bounds'],
-      `ALTER TABLE users DROP CONSTRAINT users_balance_non_negative; UPDATE users SET balance = -5 WHERE id = ${b}`,
-      `UPDATE users SET balance = 100 WHERE id = ${b}; ALTER TABLE users ADD CONSTRAINT users_balance_non_negative CHECK (balance >= 0)`)
+    await provesFailure(t, app, 'a negative balance (its CHECK constraints dropped first)', ['balance-equals-journal', 'balance-in-bounds', 'held-equals-active-holds'],
+      `ALTER TABLE users DROP CONSTRAINT users_balance_non_negative, DROP CONSTRAINT users_held_within_balance; UPDATE users SET balance = -5 WHERE id = ${b}`,
+      `UPDATE users SET balance = 100 WHERE id = ${b}; ALTER TABLE users ADD CONSTRAINT users_balance_non_negative CHECK (balance >= 0),
+       ADD CONSTRAINT users_held_within_balance CHECK (held >= 0 AND held <= balance)`)
   })
+
 
   t.test('npm run verify: exit 0 on good books, 1 on a violation, 2 when it cannot check', async (t) => {
     const config = testConfig(db.url)
@@ -94,10 +96,10 @@ t.test('the books checker', async (t) => {
     const print = (text: string): void => { out.push(text) }
     const printError = (text: string): void => { errors.push(text) }
     t.equal(await verifyBooks(config, print, printError), VERIFY_OK)
-    t.match(out.pop(), /^books: 4 users, 6 journal entries, 1 transfers, 4 idempotency keys\nOK: all 6 checks pass$/)
+    t.match(out.pop(), /^books: 4 users, 6 journal entries, 1 transfers, 0 holds, 4 idempotency keys\nOK: all 9 checks pass$/)
     await sql(app, 'UPDATE users SET balance = balance + 1 WHERE id = $1', [a])
     t.equal(await verifyBooks(config, print, printError), VERIFY_VIOLATIONS)
-    t.match(out.pop(), /VIOLATION balance-equals-journal: 1 ×[^]*FAILED: 1 of 6 checks$/)
+    t.match(out.pop(), /VIOLATION balance-equals-journal: 1 ×[^]*FAILED: 1 of 9 checks$/)
     await sql(app, 'UPDATE users SET balance = balance - 1 WHERE id = $1', [a])
     const port = await freePort()
     t.equal(await verifyBooks(testConfig(`postgres://postgres@127.0.0.1:${port}/none`), print, printError), VERIFY_ERROR)
@@ -131,5 +133,34 @@ t.test('npm run verify on the embedded PGDATA_DIR: finds the running service\'s 
   }
   t.equal(await runningEmbeddedUrl(dataDir), undefined, 'stopped with the service')
   t.equal(await verifyBooks(config, print), VERIFY_OK, 'after it stopped: verify starts the cluster itself')
-  t.same(out, Array(2).fill('books: 1 users, 1 journal entries, 0 transfers, 0 idempotency keys\nOK: all 6 checks pass'))
+  t.same(out, Array(2).fill('books: 1 users, 1 journal entries, 0 transfers, 0 holds, 0 idempotency keys\nOK: all 9 checks pass'))
+})
+
+t.test('the books checker on holds', async (t) => {
+  const { app } = await build(t)
+  const payer = await newUser(app, 100)
+  const merchant = await newUser(app, 0)
+  const open = (await request(app, 'POST', '/api/holds', { userId: payer, amount: 30 }, 'verify-hold')).json()
+  const paid = (await request(app, 'POST', '/api/holds', { userId: payer, amount: 20 })).json()
+  const capture = (await request(app, 'POST', `/api/holds/${paid.holdId}/capture`, { amount: 15, toUserId: merchant }, 'verify-capture')).json()
+  t.match(await checkBooks(app.sequelize), { ok: true, holds: 2, violations: [] }, 'passes after holds and a capture to a payee')
+  t.equal(capture.payee.balance, 15)
+
+  await provesFailure(t, app, 'held that is not the sum of the active holds', ['held-equals-active-holds'],
+    `UPDATE users SET held = held + 1 WHERE id = ${payer}`, `UPDATE users SET held = held - 1 WHERE id = ${payer}`)
+  await provesFailure(t, app, 'an expiry bound after an active hold\'s expiry', ['holds-expiry-bound'],
+    `UPDATE users SET holds_expire_at = holds_expire_at + interval '1 day' WHERE id = ${payer}`,
+    `UPDATE users SET holds_expire_at = holds_expire_at - interval '1 day' WHERE id = ${payer}`)
+  await provesFailure(t, app, 'a capture whose entry does not match what it captured', ['balance-equals-journal', 'hold-captures', 'running-balance'],
+    `UPDATE journal_entries SET amount = amount - 1 WHERE id = ${capture.entryId}`,
+    `UPDATE journal_entries SET amount = amount + 1 WHERE id = ${capture.entryId}`)
+  await provesFailure(t, app, 'a capture without its payee leg', ['hold-captures'],
+    `UPDATE journal_entries SET hold_id = ${open.holdId} WHERE id = ${capture.payee.entryId}`,
+    `UPDATE journal_entries SET hold_id = ${paid.holdId} WHERE id = ${capture.payee.entryId}`)
+  await provesFailure(t, app, 'a hold result pointing at entries', ['idempotent-results'],
+    `UPDATE idempotency_keys SET entry_ids = '{${capture.entryId}}' WHERE key = 'verify-hold'`,
+    "UPDATE idempotency_keys SET entry_ids = '{}' WHERE key = 'verify-hold'")
+  await provesFailure(t, app, 'a capture result missing its payee entry', ['idempotent-results'],
+    `UPDATE idempotency_keys SET entry_ids = '{${capture.entryId}}' WHERE key = 'verify-capture'`,
+    `UPDATE idempotency_keys SET entry_ids = '{${capture.entryId},${capture.payee.entryId}}' WHERE key = 'verify-capture'`)
 })

@@ -57,7 +57,8 @@ export async function snapshot (app: FastifyInstance): Promise<unknown> {
   const [state] = await sql(app, `
     SELECT (SELECT json_agg(u ORDER BY u.id) FROM users u) AS users,
            (SELECT count(*) FROM journal_entries) AS entries,
-           (SELECT count(*) FROM idempotency_keys) AS keys`)
+           (SELECT count(*) FROM idempotency_keys) AS keys,
+           (SELECT json_agg(h ORDER BY h.id) FROM holds h) AS holds`)
   return state
 }
 

@@ -51,8 +51,8 @@ export function retryingClient (base: string): { untilAnswered: (operation: Oper
       let replayed = false
       try {
         const result = operation.method === 'PATCH'
-          ? await client.changeBalance(operation.body as ChangeBalanceInput, options)
-          : await client.transfer(operation.body as TransferInput, options)
+          ? await client.changeBalance(operation.body as unknown as ChangeBalanceInput, options)
+          : await client.transfer(operation.body as unknown as TransferInput, options)
         final = result.status
         attempts = result.attempts
         replayed = result.replayed
