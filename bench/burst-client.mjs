@@ -2,7 +2,11 @@
 // { wallMs, statuses: {"200": n, ...}, codes: {"INSUFFICIENT_FUNDS": n, ...}, errors: {"ECONNRESET": n, ...}, latencyMs: {p50, p99, max} }
 // Plain JavaScript run in a child process, so the client's 10k sockets do not share the server's fd limit.
 // Usage: node burst-client.mjs <url> <count> <json-body> [method] [key-prefix]
+//        node burst-client.mjs <base-url> <count> @<requests.json>
 // With a key prefix, request i carries `Idempotency-Key: <key-prefix>-<i>` (the keyed seed burst: a unique key each).
+// With @file, request i is the file's i-th `{method, path, body?, key?}` (its body may be absent), and the output also
+// has `answers`: [status, code] of each request in file order (or [0, error]).
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
 
 const [url, countText, body, method = 'PATCH', keyPrefix] = process.argv.slice(2)
@@ -12,20 +16,35 @@ if (!url || !Number.isInteger(count) || count < 1 || count > 50000 || body === u
   process.exit(2)
 }
 const target = new URL(url)
-const payload = Buffer.from(body)
+const specs = body.startsWith('@') ? JSON.parse(readFileSync(body.slice(1), 'utf8')) : undefined
+if (specs !== undefined && specs.length !== count) {
+  console.error(`burst-client.mjs: ${body.slice(1)} holds ${specs.length} requests, not ${count}`)
+  process.exit(2)
+}
+const payload = Buffer.from(specs === undefined ? body : '')
 const REQUEST_TIMEOUT_MS = 120_000
 
+function requestOf (index) {
+  if (specs === undefined) {
+    return { path: target.pathname, method, payload, key: keyPrefix === undefined ? undefined : `${keyPrefix}-${index}` }
+  }
+  const spec = specs[index]
+  return { path: spec.path, method: spec.method, payload: Buffer.from(spec.body === undefined ? '' : JSON.stringify(spec.body)), key: spec.key }
+}
+
 function once (_, index) {
-  const key = keyPrefix === undefined ? {} : { 'idempotency-key': `${keyPrefix}-${index}` }
+  const { path, method, payload, key: keyValue } = requestOf(index)
+  const key = keyValue === undefined ? {} : { 'idempotency-key': keyValue }
+  const type = payload.length === 0 ? {} : { 'content-type': 'application/json' }
   return new Promise((resolve) => {
     const started = performance.now()
     const req = http.request({
       host: target.hostname,
       port: target.port,
-      path: target.pathname,
+      path,
       method,
       agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': payload.length, connection: 'close', ...key },
+      headers: { ...type, 'content-length': payload.length, connection: 'close', ...key },
       timeout: REQUEST_TIMEOUT_MS,
     }, (res) => {
       const chunks = []
@@ -62,4 +81,5 @@ for (const r of results) {
 }
 const latencies = results.map((r) => r.ms).sort((a, b) => a - b)
 const latencyMs = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 }
-process.stdout.write(JSON.stringify({ wallMs, statuses, codes, errors, latencyMs }) + '\n')
+const answers = specs === undefined ? undefined : results.map((r) => (r.error === undefined ? [r.status, r.code ?? null] : [0, r.error]))
+process.stdout.write(JSON.stringify({ wallMs, statuses, codes, errors, latencyMs, ...(answers === undefined ? {} : { answers }) }) + '\n')

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import autocannon from 'autocannon'
 import { burstClientScript } from './paths.js'
 
@@ -8,6 +11,8 @@ export interface BurstOutcome {
   codes: Record<string, number>
   errors: Record<string, number>
   latencyMs: { p50: number, p99: number, max: number }
+  /** With burstRequests: [status, code] of each request in order ([0, error] without an answer). */
+  answers?: Array<[number, string | null]>
 }
 
 const BURST_TIMEOUT_MS = 300_000
@@ -16,10 +21,36 @@ const BURST_TIMEOUT_MS = 300_000
  * bench/burst-client.mjs in its own process: `count` simultaneous requests, one fresh socket each.
  * With `keyPrefix`, request i carries the Idempotency-Key `<keyPrefix>-<i>` (the keyed seed burst).
  */
-export async function burst (url: string, count: number, body: unknown, keyPrefix?: string): Promise<BurstOutcome> {
+export async function burst (url: string, count: number, body: unknown, keyPrefix?: string, method: 'PATCH' | 'POST' = 'PATCH'): Promise<BurstOutcome> {
+  return await runBurstClient([url, String(count), JSON.stringify(body), method, ...(keyPrefix === undefined ? [] : [keyPrefix])])
+}
+
+/** One request of burstRequests: its own method, path (under the base URL), body and key. */
+export interface BurstRequest {
+  method: 'PATCH' | 'POST' | 'GET'
+  path: string
+  body?: unknown
+  key?: string
+}
+
+/** Every request at once, each on its own socket, as burst() does, but each its own; answers come back in order. */
+export async function burstRequests (base: string, requests: BurstRequest[]): Promise<BurstOutcome & { answers: Array<[number, string | null]> }> {
+  const folder = await mkdtemp(path.join(os.tmpdir(), 'balance-burst-'))
+  try {
+    const file = path.join(folder, 'requests.json')
+    await writeFile(file, JSON.stringify(requests))
+    const outcome = await runBurstClient([base, String(requests.length), `@${file}`])
+    if (outcome.answers?.length !== requests.length) throw new Error('burst client: answers missing')
+    return outcome as BurstOutcome & { answers: Array<[number, string | null]> }
+  } finally {
+    await rm(folder, { recursive: true, force: true })
+  }
+}
+
+async function runBurstClient (args: string[]): Promise<BurstOutcome> {
   return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [burstClientScript, url, String(count), JSON.stringify(body), 'PATCH', ...(keyPrefix === undefined ? [] : [keyPrefix])],
-      { maxBuffer: 1024 * 1024, timeout: BURST_TIMEOUT_MS },
+    execFile(process.execPath, [burstClientScript, ...args],
+      { maxBuffer: 16 * 1024 * 1024, timeout: BURST_TIMEOUT_MS },
       (error, stdout, stderr) => {
         if (error !== null) { reject(new Error(`burst client failed: ${error.message} ${stderr}`)); return }
         resolve(JSON.parse(stdout) as BurstOutcome)

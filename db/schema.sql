@@ -555,18 +555,15 @@ AS $function$
   DECLARE
     n             INT := coalesce(cardinality(p_ops), 0);
     v_key         TEXT;
-    v_fingerprint TEXT;
-    v_stored      TEXT;
-    v_result      JSONB;
     v_found       BOOLEAN;
     v_balance     BIGINT;
     v_held        BIGINT;
     v_next        TIMESTAMPTZ;
     v_now         TIMESTAMPTZ;
     v_amount      BIGINT;
-    v_first       INT;
     v_hold        holds%ROWTYPE;
     v_dirty       BOOLEAN := false;
+    v_special     BOOLEAN := false;
     v_idem        TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
     v_outcome     TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
     v_after       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
@@ -576,10 +573,19 @@ AS $function$
     v_entry       BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
     v_answer      JSONB[]  := array_fill(NULL::JSONB, ARRAY[n]);
     v_replay_of   INT[]    := array_fill(NULL::INT, ARRAY[n]);
-    v_exec_keys   TEXT[]   := '{}';
-    v_exec_items  INT[]    := '{}';
+    v_keyed       BOOLEAN := false;
+    v_claimed     BIGINT := 0;
+    v_stored_fp   TEXT[];
+    v_stored_result JSONB[];
+    v_first_of    BIGINT[];
     v_journal     INT[]    := '{}';
     v_ids         BIGINT[];
+    -- new holds, inserted together
+    v_new_ids      BIGINT[] := '{}';
+    v_new_amounts  BIGINT[] := '{}';
+    v_new_expiry   TIMESTAMPTZ[] := '{}';
+    v_new_metadata JSONB[] := '{}';
+    v_new_keys     TEXT[] := '{}';
   BEGIN
     IF n = 0 THEN
       RETURN;
@@ -589,15 +595,32 @@ AS $function$
       RAISE EXCEPTION 'invariant: ledger_batch got arrays of different lengths';
     END IF;
 
-    -- 1. Claim every distinct key (with its first item's fingerprint), in key order, before the user lock.
-    FOR v_key, v_fingerprint IN
-      SELECT DISTINCT ON (k.key) k.key, k.fingerprint
-      FROM unnest(p_keys, p_fingerprints) WITH ORDINALITY AS k(key, fingerprint, item)
-      WHERE k.key IS NOT NULL
-      ORDER BY k.key, k.item
-    LOOP
-      PERFORM idempotency_claim(v_key, v_fingerprint, p_ttl_seconds, p_purge_limit);
-    END LOOP;
+    -- 1. Claim every distinct key (with its first item's fingerprint) in one statement, in key order (the order every
+    --    batch takes key locks in), before the user lock; then read every key's row in one more (a new snapshot: it
+    --    sees the rows of the transactions the claim waited for). A key that could not be claimed is a replay or a reuse.
+    IF cardinality(array_remove(p_keys, NULL)) > 0 THEN
+      v_keyed := true;
+      WITH wanted AS (
+        SELECT DISTINCT ON (k.key) k.key, k.fingerprint
+        FROM unnest(p_keys, p_fingerprints) WITH ORDINALITY AS k(key, fingerprint, item)
+        WHERE k.key IS NOT NULL
+        ORDER BY k.key, k.item
+      ), claimed AS (
+        INSERT INTO idempotency_keys AS k (key, request_fingerprint, expires_at)
+          SELECT w.key, w.fingerprint, now() + make_interval(secs => p_ttl_seconds) FROM wanted w ORDER BY w.key
+          ON CONFLICT (key) DO UPDATE
+            SET request_fingerprint = EXCLUDED.request_fingerprint, result = NULL, entry_ids = '{}',
+                created_at = now(), expires_at = EXCLUDED.expires_at
+            WHERE k.expires_at <= now()
+          RETURNING k.key
+      )
+      SELECT count(*) INTO v_claimed FROM claimed;
+      SELECT array_agg(k.request_fingerprint ORDER BY x.i), array_agg(k.result ORDER BY x.i), array_agg(x.first ORDER BY x.i)
+        INTO v_stored_fp, v_stored_result, v_first_of
+        FROM (SELECT u.key, u.i, min(u.i) OVER (PARTITION BY u.key) AS first
+              FROM unnest(p_keys) WITH ORDINALITY AS u(key, i)) x
+        LEFT JOIN idempotency_keys k ON k.key = x.key;
+    END IF;
 
     -- 2. The user's lock, once; the figures, once; the clock, once (after the lock); expired holds released.
     IF p_lock = 'advisory' THEN
@@ -618,29 +641,30 @@ AS $function$
     FOR i IN 1..n LOOP
       v_amount := p_amounts[i];
       v_key := p_keys[i];
+      IF v_key IS NOT NULL OR p_ops[i] <> 'change' THEN
+        v_special := true;
+      END IF;
       IF v_key IS NOT NULL THEN
-        SELECT k.request_fingerprint, k.result INTO v_stored, v_result FROM idempotency_keys k WHERE k.key = v_key;
-        IF NOT FOUND THEN
+        IF v_stored_fp[i] IS NULL THEN
           RAISE EXCEPTION 'invariant: idempotency key % vanished after its claim', v_key;
         END IF;
-        IF v_stored <> p_fingerprints[i] THEN
+        IF v_stored_fp[i] <> p_fingerprints[i] THEN
           v_idem[i] := 'reused';
           CONTINUE;
         END IF;
-        IF v_result IS NOT NULL THEN
+        IF v_stored_result[i] IS NOT NULL THEN
+          -- Stored by a transaction that committed before this batch claimed the key.
           v_idem[i] := 'replayed';
           v_replay_of[i] := 0;
           CONTINUE;
         END IF;
-        v_first := array_position(v_exec_keys, v_key);
-        IF v_first IS NOT NULL THEN
+        IF v_first_of[i] < i THEN
+          -- The key is this batch's (claimed with its first item's fingerprint, which is this one's): that item executed.
           v_idem[i] := 'replayed';
-          v_replay_of[i] := v_exec_items[v_first];
+          v_replay_of[i] := v_first_of[i];
           CONTINUE;
         END IF;
         v_idem[i] := 'executed';
-        v_exec_keys := v_exec_keys || v_key;
-        v_exec_items := v_exec_items || i;
       END IF;
 
       IF NOT v_found THEN
@@ -667,17 +691,30 @@ AS $function$
         IF v_balance - v_held < v_amount THEN
           v_outcome[i] := 'insufficient_funds';
         ELSE
-          INSERT INTO holds (user_id, amount, expires_at, created_at, metadata, idempotency_key)
-            VALUES (p_user_id, v_amount, v_now + make_interval(secs => p_expires[i]), v_now, p_metadata[i],
-                    CASE WHEN v_idem[i] = 'executed' THEN v_key END)
-            RETURNING * INTO v_hold;
+          -- Inserted with the others in one statement (below); its id is taken now, under the lock, in input order.
+          v_hold.id := nextval('holds_id_seq');
+          v_hold.expires_at := v_now + make_interval(secs => p_expires[i]);
+          v_new_ids := v_new_ids || v_hold.id;
+          v_new_amounts := v_new_amounts || v_amount;
+          v_new_expiry := v_new_expiry || v_hold.expires_at;
+          v_new_metadata := v_new_metadata || p_metadata[i];
+          v_new_keys := v_new_keys || CASE WHEN v_idem[i] = 'executed' THEN v_key END;
           v_held := v_held + v_amount;
           v_next := LEAST(coalesce(v_next, v_hold.expires_at), v_hold.expires_at);
           v_outcome[i] := 'applied';
-          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
+          v_answer[i] := jsonb_build_object('hold', jsonb_build_object('holdId', v_hold.id, 'userId', p_user_id,
+            'amount', v_amount, 'status', 'active', 'captured', 0, 'released', 0, 'expiresAt', v_hold.expires_at,
+            'createdAt', v_now, 'settledAt', NULL, 'toUserId', NULL, 'metadata', p_metadata[i]));
           v_dirty := true;
         END IF;
       ELSIF p_ops[i] = 'capture' OR p_ops[i] = 'void' THEN
+        IF cardinality(v_new_ids) > 0 AND p_holds[i] >= v_new_ids[1] THEN
+          -- It may name a hold of this batch: insert those first, so the lookup below sees them.
+          INSERT INTO holds (id, user_id, amount, expires_at, created_at, metadata, idempotency_key)
+            SELECT x.id, p_user_id, x.amount, x.expires_at, v_now, x.metadata, x.key
+            FROM unnest(v_new_ids, v_new_amounts, v_new_expiry, v_new_metadata, v_new_keys) AS x(id, amount, expires_at, metadata, key);
+          v_new_ids := '{}'; v_new_amounts := '{}'; v_new_expiry := '{}'; v_new_metadata := '{}'; v_new_keys := '{}';
+        END IF;
         SELECT * INTO v_hold FROM holds h WHERE h.id = p_holds[i] AND h.user_id = p_user_id;
         IF NOT FOUND THEN
           v_outcome[i] := 'hold_not_found';
@@ -718,7 +755,13 @@ AS $function$
       END IF;
     END LOOP;
 
-    -- 4. One write of the user's figures and one journal INSERT for every entry; ids ascending in input order.
+    -- 4. One INSERT of the new holds, one write of the user's figures, one journal INSERT for every entry (ids
+    --    ascending in input order).
+    IF cardinality(v_new_ids) > 0 THEN
+      INSERT INTO holds (id, user_id, amount, expires_at, created_at, metadata, idempotency_key)
+        SELECT x.id, p_user_id, x.amount, x.expires_at, v_now, x.metadata, x.key
+        FROM unnest(v_new_ids, v_new_amounts, v_new_expiry, v_new_metadata, v_new_keys) AS x(id, amount, expires_at, metadata, key);
+    END IF;
     IF v_dirty THEN
       UPDATE users SET balance = v_balance, held = v_held, holds_expire_at = v_next, updated_at = now() WHERE id = p_user_id;
     END IF;
@@ -737,40 +780,49 @@ AS $function$
         FROM unnest(v_journal) AS a(item);
     END IF;
 
-    -- 5. The JSON answer of every hold item and keyed item; keys stored; then every item answered in input order.
-    FOR i IN 1..n LOOP
-      IF v_idem[i] IS NULL OR v_idem[i] = 'executed' THEN
-        IF p_ops[i] = 'change' THEN
-          IF v_idem[i] = 'executed' THEN
+    -- 5. The JSON answer of every hold item and keyed item (a replay in this batch takes its first item's), keys
+    --    stored. Skipped for a batch of keyless changes: nothing there answers in JSON.
+    IF v_special THEN
+      FOR i IN 1..n LOOP
+        IF v_idem[i] = 'replayed' THEN
+          v_answer[i] := CASE WHEN v_replay_of[i] = 0
+            THEN (SELECT k.result FROM idempotency_keys k WHERE k.key = p_keys[i]) ELSE v_answer[v_replay_of[i]] END;
+        ELSIF v_idem[i] IS DISTINCT FROM 'reused' AND (p_ops[i] <> 'change' OR v_idem[i] = 'executed') THEN
+          IF p_ops[i] = 'change' THEN
             v_answer[i] := jsonb_build_object('operation', 'change', 'outcome', v_outcome[i], 'userId', p_user_id,
               'amount', p_amounts[i], 'balance', v_after[i], 'available', v_avail[i], 'entryId', v_entry[i]);
+          ELSE
+            v_answer[i] := coalesce(v_answer[i], '{}'::JSONB) || jsonb_build_object('operation', p_ops[i],
+              'outcome', v_outcome[i], 'userId', p_user_id, 'holdId', p_holds[i], 'amount', p_amounts[i],
+              'balance', v_after[i], 'held', v_held_after[i], 'available', v_avail[i], 'entryId', v_entry[i]);
           END IF;
-        ELSE
-          v_answer[i] := coalesce(v_answer[i], '{}'::JSONB) || jsonb_build_object('operation', p_ops[i],
-            'outcome', v_outcome[i], 'userId', p_user_id, 'holdId', p_holds[i], 'amount', p_amounts[i],
-            'balance', v_after[i], 'held', v_held_after[i], 'available', v_avail[i], 'entryId', v_entry[i]);
         END IF;
+      END LOOP;
+    END IF;
+    IF v_keyed THEN
+      -- Every executed key's outcome in one statement; then the purge of expired keys, once, after every lock this
+      -- transaction takes (0009), bounded and never waiting (SKIP LOCKED).
+      UPDATE idempotency_keys k SET result = x.answer, entry_ids = CASE WHEN x.entry IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[x.entry] END
+        FROM unnest(p_keys, v_idem, v_answer, v_entry) AS x(key, idem, answer, entry)
+        WHERE x.idem = 'executed' AND k.key = x.key;
+      IF v_claimed > 0 AND coalesce(p_purge_limit, 0) > 0 THEN
+        DELETE FROM idempotency_keys d WHERE d.key IN (
+          SELECT e.key FROM idempotency_keys e WHERE e.expires_at <= now()
+          ORDER BY e.expires_at LIMIT p_purge_limit FOR UPDATE SKIP LOCKED);
       END IF;
-      IF v_idem[i] = 'executed' THEN
-        PERFORM idempotency_store(p_keys[i], v_answer[i],
-          CASE WHEN v_entry[i] IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[v_entry[i]] END);
-      END IF;
-    END LOOP;
-    FOR i IN 1..n LOOP
-      IF v_idem[i] IS NULL AND p_ops[i] = 'change' THEN
-        RETURN QUERY SELECT i, NULL::TEXT, v_outcome[i], v_after[i], v_entry[i], v_avail[i], NULL::JSONB;
-      ELSIF v_idem[i] IS NULL THEN
-        RETURN QUERY SELECT i, NULL::TEXT, v_outcome[i], NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, v_answer[i];
-      ELSIF v_idem[i] = 'reused' THEN
-        RETURN QUERY SELECT i, 'reused'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::JSONB;
-      ELSIF v_idem[i] = 'replayed' AND v_replay_of[i] = 0 THEN
-        RETURN QUERY SELECT i, 'replayed'::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT,
-          (SELECT k.result FROM idempotency_keys k WHERE k.key = p_keys[i]);
-      ELSE
-        v_first := CASE WHEN v_idem[i] = 'executed' THEN i ELSE v_replay_of[i] END;
-        RETURN QUERY SELECT i, v_idem[i], NULL::TEXT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, v_answer[v_first];
-      END IF;
-    END LOOP;
+    END IF;
+
+    -- 6. Every item answered in input order, in one statement (one pass over the arrays).
+    RETURN QUERY
+      SELECT x.i::INT, x.idem,
+             CASE WHEN x.idem IS NULL THEN x.outcome END,
+             CASE WHEN x.idem IS NULL AND x.op = 'change' THEN x.after END,
+             CASE WHEN x.idem IS NULL AND x.op = 'change' THEN x.entry END,
+             CASE WHEN x.idem IS NULL AND x.op = 'change' THEN x.avail END,
+             CASE WHEN x.idem IS NULL AND x.op = 'change' THEN NULL ELSE x.answer END
+      FROM unnest(v_idem, v_outcome, v_after, v_entry, v_avail, v_answer, p_ops)
+        WITH ORDINALITY AS x(idem, outcome, after, entry, avail, answer, op, i)
+      ORDER BY x.i;
   END
   $function$;
 

@@ -286,3 +286,18 @@ t.test('balance as of an instant agrees with the journal order', async (t) => {
       SELECT created_at < lag(created_at) OVER (PARTITION BY user_id ORDER BY id) AS back FROM journal_entries) s WHERE back`)
   t.equal(Number(order[0]?.backwards), 0, 'entry time never goes backwards in id order')
 })
+
+t.test('one batch: a capture that names a hold created earlier in the same batch sees it (as a one-at-a-time run would)', async (t) => {
+  const { app } = await build(t)
+  const payer = await newUser(app, 10)
+  const [next] = await sql<{ id: string }>(app, "SELECT nextval('holds_id_seq') + 1 AS id")
+  const holdId = Number(next?.id)
+  const rows = await sql<{ ord: number, outcome: string, result: { hold: { status: string, captured: number } } }>(app,
+    `SELECT ord, outcome, result FROM ledger_batch('advisory', $1, ARRAY['hold', 'capture', 'void'], ARRAY[4, 3, NULL]::BIGINT[],
+       ARRAY[NULL, $2, $2]::BIGINT[], ARRAY[60, NULL, NULL]::INT[], ARRAY[NULL, NULL, NULL]::JSONB[], ARRAY[NULL, NULL, NULL]::TEXT[],
+       ARRAY[NULL, NULL, NULL]::TEXT[], 0, 9007199254740991, NULL, NULL)`, [payer, holdId])
+  t.same(rows.map((row) => [row.ord, row.outcome, row.result.hold.status, row.result.hold.captured]),
+    [[1, 'applied', 'active', 0], [2, 'applied', 'captured', 3], [3, 'hold_not_active', 'captured', 3]])
+  t.match(await user(app, payer), { balance: 7, held: 0, available: 7 })
+  await assertBooksBalance(t, app)
+})
