@@ -1109,10 +1109,25 @@ export interface paths {
                          *       "statusCode": 404,
                          *       "code": "HOLD_NOT_FOUND",
                          *       "error": "Not Found",
-                         *       "message": "Hold 7 does not exist"
+                         *       "message": "Hold 7 does not exist",
+                         *       "holdId": 7
                          *     }
                          */
-                        "application/json": components["schemas"]["ErrorResponse"];
+                        "application/json": {
+                            /** @enum {string} */
+                            code: "HOLD_NOT_FOUND";
+                            /** @example Not Found */
+                            error: string;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId?: number;
+                            /** @example Hold 7 does not exist */
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 404;
+                        };
                     };
                 };
                 /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
@@ -1404,10 +1419,24 @@ export interface paths {
                          *       "statusCode": 404,
                          *       "code": "HOLD_NOT_FOUND",
                          *       "error": "Not Found",
-                         *       "message": "Hold 7 does not exist"
+                         *       "message": "Hold 7 does not exist",
+                         *       "holdId": 7
                          *     }
                          */
-                        "application/json": components["schemas"]["ErrorResponse"];
+                        "application/json": {
+                            code: "HOLD_NOT_FOUND" | "USER_NOT_FOUND";
+                            /** @example Not Found */
+                            error: string;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId?: number;
+                            /** @example Hold 7 does not exist */
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 404;
+                        };
                     };
                 };
                 /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
@@ -1769,10 +1798,25 @@ export interface paths {
                          *       "statusCode": 404,
                          *       "code": "HOLD_NOT_FOUND",
                          *       "error": "Not Found",
-                         *       "message": "Hold 7 does not exist"
+                         *       "message": "Hold 7 does not exist",
+                         *       "holdId": 7
                          *     }
                          */
-                        "application/json": components["schemas"]["ErrorResponse"];
+                        "application/json": {
+                            /** @enum {string} */
+                            code: "HOLD_NOT_FOUND";
+                            /** @example Not Found */
+                            error: string;
+                            /**
+                             * @description Hold id
+                             * @example 7
+                             */
+                            holdId?: number;
+                            /** @example Hold 7 does not exist */
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 404;
+                        };
                     };
                 };
                 /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */

@@ -2,7 +2,7 @@ import { Type, type Static } from 'typebox'
 import { MAX_HOLD_LIFETIME_SECONDS } from '../config.js'
 import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
 import { MAX_BALANCE } from '../domain/money.js'
-import { Balance, BalanceConflictResponse, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, errorResponse, userNotFound } from './common.js'
+import { Balance, BalanceConflictResponse, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { UserParams } from './users.js'
 
 export const HoldId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Hold id', examples: [7] })
@@ -67,10 +67,20 @@ export type CaptureBody = Static<typeof CaptureBody>
 
 export const HoldParams = Type.Object({ holdId: HoldId }, { additionalProperties: false })
 
-const holdNotFound = errorResponse('HOLD_NOT_FOUND: there is no such hold',
-  { statusCode: 404, code: 'HOLD_NOT_FOUND', error: 'Not Found', message: 'Hold 7 does not exist' })
-const notFound = errorResponse('HOLD_NOT_FOUND: there is no such hold; USER_NOT_FOUND: the payee does not exist',
-  { statusCode: 404, code: 'HOLD_NOT_FOUND', error: 'Not Found', message: 'Hold 7 does not exist' })
+const notFoundBody = {
+  statusCode: Type.Literal(404),
+  error: Type.String({ examples: ['Not Found'] }),
+  message: Type.String({ examples: ['Hold 7 does not exist'] }),
+  holdId: Type.Optional(HoldId),
+}
+const holdNotFound = Type.Object({ ...notFoundBody, code: Type.Literal('HOLD_NOT_FOUND') }, {
+  description: 'HOLD_NOT_FOUND: there is no such hold',
+  examples: [{ statusCode: 404, code: 'HOLD_NOT_FOUND', error: 'Not Found', message: 'Hold 7 does not exist', holdId: 7 }],
+})
+const notFound = Type.Object({ ...notFoundBody, code: Type.Union([Type.Literal('HOLD_NOT_FOUND'), Type.Literal('USER_NOT_FOUND')]) }, {
+  description: 'HOLD_NOT_FOUND: there is no such hold; USER_NOT_FOUND: the payee does not exist',
+  examples: [{ statusCode: 404, code: 'HOLD_NOT_FOUND', error: 'Not Found', message: 'Hold 7 does not exist', holdId: 7 }],
+})
 
 export const HoldConflictResponse = Type.Object({
   statusCode: Type.Literal(409),
