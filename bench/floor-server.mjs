@@ -51,10 +51,46 @@ app.patch('/api/balance', { schema: { body: changeBody } }, async (request, repl
   return { userId, balance: balance + amount, amount, entryId }
 })
 
+// A hold, in memory: the same check (available = balance − held) and a reply of the service's shape, so the hold
+// burst has a floor of its own (bench/holds.ts).
+const held = new Map()
+let holdId = 0
+const holdBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['userId', 'amount'],
+  properties: {
+    userId: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    amount: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    expiresInSeconds: { type: 'integer', minimum: 1, maximum: 2592000 },
+  },
+}
+
+app.post('/api/holds', { schema: { body: holdBody } }, async (request, reply) => {
+  const { userId, amount, expiresInSeconds = 3600 } = request.body
+  const balance = balances.get(userId) ?? BOTTOMLESS
+  const onHold = held.get(userId) ?? 0
+  if (balance - onHold < amount) {
+    return await reply.code(409).send({
+      statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict',
+      message: `Insufficient funds: user ${userId} has ${balance}, the change is ${-amount}`, userId, balance, available: balance - onHold,
+    })
+  }
+  held.set(userId, onHold + amount)
+  holdId += 1
+  const now = new Date()
+  return await reply.code(201).send({
+    holdId, userId, amount, status: 'active', captured: 0, released: 0, expiresAt: new Date(now.getTime() + expiresInSeconds * 1000).toISOString(),
+    createdAt: now.toISOString(), settledAt: null, toUserId: null, metadata: null,
+    balance, held: onHold + amount, available: balance - onHold - amount, entryId: null, payee: null,
+  })
+})
+
 // Bench control: put a user's balance back before the next burst repetition.
 app.post('/bench/reset', async (request) => {
   const { userId, balance } = request.body
   balances.set(userId, balance)
+  held.delete(userId)
   return { userId, balance }
 })
 

@@ -473,6 +473,11 @@ const BATCH = `
     v_new_expiry   TIMESTAMPTZ[] := '{}';
     v_new_metadata JSONB[] := '{}';
     v_new_keys     TEXT[] := '{}';
+    -- holds that captures and voids name, as this batch has them
+    v_rows         holds[] := '{}';
+    v_row_ids      BIGINT[] := '{}';
+    v_row_dirty    BOOLEAN[] := '{}';
+    v_j            INT;
   BEGIN
     IF n = 0 THEN
       RETURN;
@@ -522,6 +527,13 @@ const BATCH = `
     v_now := clock_timestamp();
     IF v_found AND v_next IS NOT NULL AND v_next <= v_now THEN
       SELECT r.held, r.next_expiry INTO v_held, v_next FROM holds_release_expired(p_user_id, v_now) r;
+    END IF;
+    -- Every hold a capture or void names, read once (after the release, so it sees what the release marked).
+    IF 'capture' = ANY (p_ops) OR 'void' = ANY (p_ops) THEN
+      SELECT coalesce(array_agg(h ORDER BY h.id), '{}'), coalesce(array_agg(h.id ORDER BY h.id), '{}')
+        INTO v_rows, v_row_ids
+        FROM holds h WHERE h.id = ANY (p_holds) AND h.user_id = p_user_id;
+      v_row_dirty := array_fill(false, ARRAY[cardinality(v_row_ids)]);
     END IF;
 
     -- 3. Each item in input order, against the running figures.
@@ -602,8 +614,20 @@ const BATCH = `
             FROM unnest(v_new_ids, v_new_amounts, v_new_expiry, v_new_metadata, v_new_keys) AS x(id, amount, expires_at, metadata, key);
           v_new_ids := '{}'; v_new_amounts := '{}'; v_new_expiry := '{}'; v_new_metadata := '{}'; v_new_keys := '{}';
         END IF;
-        SELECT * INTO v_hold FROM holds h WHERE h.id = p_holds[i] AND h.user_id = p_user_id;
-        IF NOT FOUND THEN
+        -- The hold as this batch has it: read with the others before the loop, or now (a hold of this batch, or none).
+        v_j := array_position(v_row_ids, p_holds[i]);
+        IF v_j IS NULL THEN
+          SELECT * INTO v_hold FROM holds h WHERE h.id = p_holds[i] AND h.user_id = p_user_id;
+          IF FOUND THEN
+            v_rows := v_rows || v_hold;
+            v_row_ids := v_row_ids || v_hold.id;
+            v_row_dirty := v_row_dirty || false;
+            v_j := cardinality(v_row_ids);
+          END IF;
+        ELSE
+          v_hold := v_rows[v_j];
+        END IF;
+        IF v_j IS NULL THEN
           v_outcome[i] := 'hold_not_found';
         ELSIF v_hold.status = 'expired' OR (v_hold.status = 'active' AND v_hold.expires_at <= v_now) THEN
           v_outcome[i] := 'hold_expired';
@@ -614,19 +638,21 @@ const BATCH = `
         ELSIF p_ops[i] = 'capture' AND coalesce(v_amount, v_hold.amount) > v_hold.amount THEN
           v_outcome[i] := 'capture_exceeds_hold';
           v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
-        ELSIF p_ops[i] = 'capture' THEN
-          v_amount := coalesce(v_amount, v_hold.amount);
-          UPDATE holds SET status = 'captured', captured = v_amount, settled_at = v_now WHERE id = v_hold.id
-            RETURNING * INTO v_hold;
-          v_balance := v_balance - v_amount;
-          v_held := v_held - v_hold.amount;
-          v_outcome[i] := 'applied';
-          v_delta[i] := -v_amount;
-          v_journal := v_journal || i;
-          v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
-          v_dirty := true;
         ELSE
-          UPDATE holds SET status = 'voided', settled_at = v_now WHERE id = v_hold.id RETURNING * INTO v_hold;
+          -- Settled in the batch's copy; written back with the others in one UPDATE (step 4).
+          IF p_ops[i] = 'capture' THEN
+            v_amount := coalesce(v_amount, v_hold.amount);
+            v_hold.status := 'captured';
+            v_hold.captured := v_amount;
+            v_balance := v_balance - v_amount;
+            v_delta[i] := -v_amount;
+            v_journal := v_journal || i;
+          ELSE
+            v_hold.status := 'voided';
+          END IF;
+          v_hold.settled_at := v_now;
+          v_rows[v_j] := v_hold;
+          v_row_dirty[v_j] := true;
           v_held := v_held - v_hold.amount;
           v_outcome[i] := 'applied';
           v_answer[i] := jsonb_build_object('hold', hold_json(v_hold, v_now));
@@ -648,6 +674,11 @@ const BATCH = `
       INSERT INTO holds (id, user_id, amount, expires_at, created_at, metadata, idempotency_key)
         SELECT x.id, p_user_id, x.amount, x.expires_at, v_now, x.metadata, x.key
         FROM unnest(v_new_ids, v_new_amounts, v_new_expiry, v_new_metadata, v_new_keys) AS x(id, amount, expires_at, metadata, key);
+    END IF;
+    IF true = ANY (v_row_dirty) THEN
+      UPDATE holds h SET status = r.status, captured = r.captured, settled_at = r.settled_at
+        FROM unnest(v_rows) WITH ORDINALITY AS r, unnest(v_row_dirty) WITH ORDINALITY AS d(dirty, n)
+        WHERE r.ordinality = d.n AND d.dirty AND h.id = r.id;
     END IF;
     IF v_dirty THEN
       UPDATE users SET balance = v_balance, held = v_held, holds_expire_at = v_next, updated_at = now() WHERE id = p_user_id;
