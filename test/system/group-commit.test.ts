@@ -73,7 +73,7 @@ for (const strategy of strategies) {
   })
 }
 
-t.test('balance_change_batch: deposits, refusals, replays and a reused key in one transaction', async (t) => {
+t.test('ledger_batch: deposits, refusals, replays and a reused key in one transaction', async (t) => {
   const { app } = await build(t)
   const userId = await newUser(app, 10)
   // A key whose outcome committed before the batch: the batch replays it.
@@ -97,15 +97,15 @@ t.test('balance_change_batch: deposits, refusals, replays and a reused key in on
   const entryOf = (amount: number, after: number): number => entries.find((e) => e.amount === amount && e.balanceAfter === after)!.id
   const earlierEntry = (earlier.json() as { entryId: number }).entryId
   t.same(answers, [
-    { keyed: false, outcome: { outcome: 'applied', balance: 16, entryId: entryOf(5, 16) } },
-    { keyed: true, result: { idempotency: 'executed', outcome: { outcome: 'insufficient_funds', balance: 16 } } },
-    { keyed: true, result: { idempotency: 'executed', outcome: { outcome: 'applied', balance: 13, entryId: entryOf(-3, 13) } } },
-    { keyed: true, result: { idempotency: 'replayed', outcome: { outcome: 'applied', balance: 13, entryId: entryOf(-3, 13) } } },
+    { keyed: false, outcome: { outcome: 'applied', balance: 16, entryId: entryOf(5, 16), available: 16 } },
+    { keyed: true, result: { idempotency: 'executed', outcome: { outcome: 'insufficient_funds', balance: 16, available: 16 } } },
+    { keyed: true, result: { idempotency: 'executed', outcome: { outcome: 'applied', balance: 13, entryId: entryOf(-3, 13), available: 13 } } },
+    { keyed: true, result: { idempotency: 'replayed', outcome: { outcome: 'applied', balance: 13, entryId: entryOf(-3, 13), available: 13 } } },
     { keyed: true, result: { idempotency: 'reused' } },
-    { keyed: true, result: { idempotency: 'replayed', outcome: { outcome: 'applied', balance: 11, entryId: earlierEntry } } },
+    { keyed: true, result: { idempotency: 'replayed', outcome: { outcome: 'applied', balance: 11, entryId: earlierEntry, available: 11 } } },
     { keyed: false, outcome: { outcome: 'balance_limit_exceeded', balance: 13 } },
-    { keyed: false, outcome: { outcome: 'applied', balance: 0, entryId: entryOf(-13, 0) } },
-    { keyed: false, outcome: { outcome: 'insufficient_funds', balance: 0 } },
+    { keyed: false, outcome: { outcome: 'applied', balance: 0, entryId: entryOf(-13, 0), available: 0 } },
+    { keyed: false, outcome: { outcome: 'insufficient_funds', balance: 0, available: 0 } },
   ], 'each item answered as if alone, in order')
   t.same(entries.map((e) => [e.amount, e.balanceAfter, e.idempotencyKey]),
     [[1, 11, 'earlier'], [5, 16, null], [-3, 13, 'k2'], [-13, 0, null]], 'one entry per applied change, keyed ones tagged, ids in order')
@@ -115,11 +115,11 @@ t.test('balance_change_batch: deposits, refusals, replays and a reused key in on
   t.match(k1.json(), { code: 'INSUFFICIENT_FUNDS', balance: 16 })
   t.equal(k1.headers['idempotent-replayed'], 'true')
   const k2 = await request(app, 'PATCH', '/api/balance', { userId, amount: -3 }, 'k2')
-  t.same(k2.json(), { userId, balance: 13, amount: -3, entryId: entryOf(-3, 13) }, 'k2 replays its change')
+  t.same(k2.json(), { userId, balance: 13, amount: -3, entryId: entryOf(-3, 13), available: 13 }, 'k2 replays its change')
   await assertBooksBalance(t, app)
 })
 
-t.test('balance_change_batch: an unknown user, an empty batch, and a batch under the row lock', async (t) => {
+t.test('ledger_batch: an unknown user, an empty batch, and a batch under the row lock', async (t) => {
   const { app } = await build(t)
   t.same(await runBatch(app.sequelize, 'row', []), [], 'an empty batch is no statement')
   const missing = await runBatch(app.sequelize, 'row', [{ request: { userId: 999_999, amount: 5 } }, { request: { userId: 999_999, amount: -5 } }])
@@ -129,9 +129,9 @@ t.test('balance_change_batch: an unknown user, an empty batch, and a batch under
   t.match(row, [{ outcome: { outcome: 'applied', balance: 7 } }, { outcome: { outcome: 'applied', balance: 0 } }])
   await t.rejects(runBatch(app.sequelize, 'advisory', [{ request: { userId, amount: 1 } }, { request: { userId: userId + 1, amount: 1 } }]),
     /a batch mixes users/, 'a batch is one user\'s')
-  const [bounds] = await app.sequelize.query('SELECT 1 FROM balance_change_batch($1, $2, $3, $4, $5, $6, $7, NULL, NULL)',
-    { bind: ['advisory', userId, [1, 2], [null], [null, null], MIN_BALANCE, MAX_BALANCE] }).catch((error: Error) => [error.message])
-  t.match(String(bounds), /invariant: balance_change_batch got 2 amounts, 1 keys/, 'mismatched arrays are refused')
+  const [bounds] = await app.sequelize.query('SELECT 1 FROM ledger_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)',
+    { bind: ['advisory', userId, ['change', 'change'], [1, 2], [null, null], [null, null], [null, null], [null], [null, null], MIN_BALANCE, MAX_BALANCE] }).catch((error: Error) => [error.message])
+  t.match(String(bounds), /invariant: ledger_batch got arrays of different lengths/, 'mismatched arrays are refused')
 })
 
 for (const strategy of strategies) {
