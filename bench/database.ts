@@ -105,7 +105,7 @@ export async function globalInvariants (pool: pg.Pool): Promise<string[]> {
   return failures
 }
 
-/** Each strategy's exact SQL, as the strategy sends it: binds [userId, amount, MIN_BALANCE, MAX_BALANCE]. */
+/** Each strategy's exact SQL, as the strategy sends it: binds [userId, amount, MIN_BALANCE, MAX_BALANCE, metadata]. */
 export const changeSql: Record<StrategyName, string> = {
   advisory: ADVISORY_CHANGE_SQL,
   'row-lock': ROW_LOCK_CHANGE_SQL,
@@ -120,11 +120,11 @@ export type CeilingOutcome = 'applied' | 'insufficient_funds' | 'other'
  */
 export async function ceilingChange (pool: pg.Pool, strategy: StrategyName, userId: number, amount: number): Promise<CeilingOutcome> {
   // A named prepared statement, as the service sends it (src/db/hot-query.ts): parsed and planned once per connection.
-  const { rows } = await pool.query<{ outcome: string }>({ name: `bench_ceiling_${strategy}`, text: changeSql[strategy], values: [userId, amount, MIN_BALANCE, MAX_BALANCE] })
+  const { rows } = await pool.query<{ outcome: string }>({ name: `bench_ceiling_${strategy}`, text: changeSql[strategy], values: [userId, amount, MIN_BALANCE, MAX_BALANCE, null] })
   const outcome = rows[0]?.outcome
   if (outcome === undefined && strategy === 'atomic') {
     // The service's own second statement for a refused CTE (it decides for good).
-    const decided = await pool.query<{ outcome: string }>(ATOMIC_DECIDE_SQL, [userId, amount, MIN_BALANCE, MAX_BALANCE])
+    const decided = await pool.query<{ outcome: string }>(ATOMIC_DECIDE_SQL, [userId, amount, MIN_BALANCE, MAX_BALANCE, null])
     const second = decided.rows[0]?.outcome
     return second === 'applied' || second === 'insufficient_funds' ? second : 'other'
   }
@@ -289,12 +289,13 @@ export async function balanceOf (pool: pg.Pool, userId: number): Promise<number>
  */
 export async function batchLoad (pool: pg.Pool, lock: BatchLock, userId: number, size: number, seconds: number): Promise<DatabaseLoadOutcome> {
   const amounts = Array.from({ length: size }, () => -1)
+  const ops = Array.from({ length: size }, () => 'change')
   const nulls = Array.from({ length: size }, () => null)
   return await timedLoop(1, seconds, async () => {
     const { rows } = await pool.query<{ outcome: string | null }>({
       name: 'bench_batch_change',
       text: BATCH_CHANGE_SQL,
-      values: [lock, userId, amounts, nulls, nulls, MIN_BALANCE, MAX_BALANCE, null, null],
+      values: [lock, userId, ops, amounts, nulls, nulls, nulls, nulls, nulls, MIN_BALANCE, MAX_BALANCE, null, null],
     })
     const applied = rows.filter((row) => row.outcome === 'applied').length
     return { applied, other: size - applied }

@@ -20,9 +20,9 @@ import { floorScript } from './paths.js'
  * Usage: npm run bench:holds [-- --reps 3 --seconds 10 --out bench/results/holds.json]
  */
 
-interface Options { reps: number, seconds: number, burst: number, connections: number, out: string, databaseUrl: string | undefined }
+export interface Options { reps: number, seconds: number, burst: number, connections: number, out: string, databaseUrl: string | undefined }
 
-function parse (argv: string[]): Options {
+export function parseHoldsOptions (argv: string[]): Options {
   const options: Options = { reps: 3, seconds: 10, burst: 10_000, connections: 100, out: 'bench/results/holds.json', databaseUrl: process.env.DATABASE_URL }
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]]
@@ -33,7 +33,8 @@ function parse (argv: string[]): Options {
     else throw new Error(`unknown option ${flag}`)
   }
   if (!Number.isInteger(options.reps) || options.reps < 1 || options.reps > 20) throw new Error('--reps: 1..20')
-  if (!(options.seconds >= 2 && options.seconds <= 120)) throw new Error('--seconds: 2..120')
+  if (!(options.seconds >= 1 && options.seconds <= 120)) throw new Error('--seconds: 1..120')
+  if (!Number.isInteger(options.burst) || options.burst < 2 || options.burst > 50_000 || options.burst % 2 !== 0) throw new Error('--burst: even, 2..50000')
   return options
 }
 
@@ -43,9 +44,21 @@ const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-function expectBurst (outcome: BurstOutcome, ok: number, label: string, failures: string[]): void {
-  const half = { [String(ok)]: outcome.statuses[String(ok)], 409: outcome.statuses['409'] }
-  if (half[String(ok)] !== 5000 || half[409] !== 5000 || Object.keys(outcome.errors).length > 0) failures.push(`${label}: ${JSON.stringify(outcome.statuses)} ${JSON.stringify(outcome.errors)}`)
+/** Half the burst succeeds (`ok`), half is 409 INSUFFICIENT_FUNDS, no connection error; otherwise a failure. */
+function expectBurst (outcome: BurstOutcome, count: number, ok: number, label: string, failures: string[]): void {
+  const half = count / 2
+  if (outcome.statuses[String(ok)] !== half || outcome.statuses['409'] !== half || outcome.codes.INSUFFICIENT_FUNDS !== half || Object.keys(outcome.errors).length > 0) {
+    failures.push(`${label}: ${JSON.stringify(outcome.statuses)} ${JSON.stringify(outcome.errors)}`)
+  }
+}
+
+export interface HoldsBenchReport {
+  when: string
+  options: Omit<Options, 'databaseUrl'>
+  figures: Record<string, number[]>
+  medians: Record<string, number>
+  ratios: Record<string, number>
+  failures: string[]
 }
 
 /** A user holding `balance`, made directly in the database (as POST /api/users would). */
@@ -78,8 +91,8 @@ async function holdCapturePairs (url: string, userId: number, connections: numbe
   return { pairsPerSec: result['2xx'] / 2 / result.duration, non2xx: result.non2xx + result.errors }
 }
 
-async function main (): Promise<void> {
-  const options = parse(process.argv.slice(2))
+/** Every measurement, with its invariant checks; writes `options.out` (JSON) and returns the report. */
+export async function runHoldsBench (options: Options, log: (line: string) => void = (line) => { process.stderr.write(line + '\n') }): Promise<HoldsBenchReport> {
   const db = await createThrowawayDatabase('bench_holds', options.databaseUrl)
   const admin = new pg.Client({ connectionString: db.url })
   const servers: ChildServer[] = []
@@ -103,7 +116,7 @@ async function main (): Promise<void> {
         const floorBurst = kind === 'change'
           ? await burst(`${floor.url}/api/balance`, options.burst, { userId: 1, amount: -2 })
           : await burst(`${floor.url}/api/holds`, options.burst, { userId: 1, amount: 2 }, undefined, 'POST')
-        expectBurst(floorBurst, kind === 'change' ? 200 : 201, `floor ${kind} burst`, failures)
+        expectBurst(floorBurst, options.burst, kind === 'change' ? 200 : 201, `floor ${kind} burst`, failures)
         note(`floor ${kind} burst ms`, floorBurst.wallMs)
         for (const groupCommit of order) {
           const service = services[groupCommit]!
@@ -113,7 +126,7 @@ async function main (): Promise<void> {
             ? await burst(`${service.url}/api/balance`, options.burst, { userId, amount: -2 })
             : await burst(`${service.url}/api/holds`, options.burst, { userId, amount: 2 }, undefined, 'POST')
           const usage = await watch.stop()
-          expectBurst(outcome, kind === 'change' ? 200 : 201, `${kind} burst, group commit ${groupCommit}`, failures)
+          expectBurst(outcome, options.burst, kind === 'change' ? 200 : 201, `${kind} burst, group commit ${groupCommit}`, failures)
           note(`${kind} burst ms, group commit ${groupCommit}`, outcome.wallMs)
           note(`${kind} burst peak RSS MB, group commit ${groupCommit}`, usage.peakRssMb)
         }
@@ -127,7 +140,7 @@ async function main (): Promise<void> {
         if (pairs.non2xx > 0) failures.push(`hold → capture, group commit ${groupCommit}: ${pairs.non2xx} non-2xx or errors`)
         note(`hot row hold → capture pairs/s, group commit ${groupCommit}`, pairs.pairsPerSec)
       }
-      process.stderr.write(`bench:holds rep ${rep}/${options.reps} done\n`)
+      log(`bench:holds rep ${rep}/${options.reps} done`)
     }
   } finally {
     await Promise.allSettled(servers.map(async (server) => { await server.stop() }))
@@ -142,9 +155,16 @@ async function main (): Promise<void> {
     ratios[`hold burst ÷ change burst, group commit ${gc}`] = medians[`hold burst ms, group commit ${gc}`]! / medians[`change burst ms, group commit ${gc}`]!
     ratios[`hold + capture ÷ one change (time per operation on the hot row), group commit ${gc}`] = medians[`hot row changes/s, group commit ${gc}`]! / medians[`hot row hold → capture pairs/s, group commit ${gc}`]!
   }
-  const report = { when: new Date().toISOString(), options: { ...options, databaseUrl: undefined }, figures, medians, ratios, failures }
+  const { databaseUrl: _url, ...shown } = options
+  const report: HoldsBenchReport = { when: new Date().toISOString(), options: shown, figures, medians, ratios, failures }
   await mkdir(path.dirname(path.resolve(projectRoot, options.out)), { recursive: true })
   await writeFile(path.resolve(projectRoot, options.out), JSON.stringify(report, null, 2) + '\n')
+  return report
+}
+
+async function main (): Promise<void> {
+  const options = parseHoldsOptions(process.argv.slice(2))
+  const { medians, ratios, failures } = await runHoldsBench(options)
   const lines = ['| figure (median of ' + String(options.reps) + ') | value |', '|---|---|',
     ...Object.entries(medians).map(([name, value]) => `| ${name} | ${Math.round(value)} |`),
     ...Object.entries(ratios).map(([name, value]) => `| ${name} | ${value.toFixed(2)}× |`)]
