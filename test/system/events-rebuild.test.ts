@@ -1,0 +1,94 @@
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { build, sql, strategies } from '../helper.js'
+import { newUser, request } from '../support/ledger.js'
+import { eventCount, journalWithoutEvent, mismatches, readWholeFeed, rebuild } from '../support/events.js'
+import { NATS_SERVER, startNats } from '../support/nats.js'
+import { haveSystemTools } from '../support/system-tool.js'
+import { prng } from '../support/model-check.js'
+import { readStream, rebuildReport } from '../../src/events/consumer.js'
+
+// A mixed storm on many users (changes, transfers, keyed retries, refusals) with every strategy, group commit on and
+// off; then balances rebuilt from the JetStream stream alone and from the HTTP feed alone equal the database, per user
+// seq is 1..n with no gap and no duplicate, and no refusal has an event.
+
+const USERS = 16
+const REQUESTS = 900
+
+/** Waits until the publisher's cursor has passed every event (the outbox is empty). */
+export async function publishedAll (app: FastifyInstance, deadlineMs = 60_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const [row] = await sql<{ pending: string }>(app, `
+      SELECT count(*) AS pending FROM events e, events_publisher p WHERE (e.xid, e.id) > (p.cursor_xid, p.cursor_id)`)
+    if (Number(row?.pending) === 0) return
+    if (Date.now() > deadline) throw new Error(`${row?.pending} events still unpublished after ${deadlineMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+interface StormCounts { applied: number, refused: number, replayed: number, other: Record<string, number> }
+
+async function storm (app: FastifyInstance, users: number[], seed: number): Promise<StormCounts> {
+  const random = prng(seed)
+  const counts: StormCounts = { applied: 0, refused: 0, replayed: 0, other: {} }
+  const plan = Array.from({ length: REQUESTS }, (_, i) => {
+    const r = random()
+    const from = users[Math.floor(random() * users.length)]!
+    let to = users[Math.floor(random() * users.length)]!
+    if (to === from) to = users[(users.indexOf(from) + 1) % users.length]!
+    const key = random() < 0.3 ? `storm-${seed}-${i}` : undefined
+    const copies = key !== undefined && random() < 0.3 ? 3 : 1
+    const amount = r < 0.4 ? 1 + Math.floor(random() * 50) : r < 0.8 ? -(1 + Math.floor(random() * 80)) : r < 0.85 ? -1_000_000 : 0
+    return { kind: amount === 0 ? 'transfer' : 'change', from, to, amount: amount === 0 ? 1 + Math.floor(random() * 120) : amount, key, copies }
+  })
+  await Promise.all(plan.flatMap((step) => Array.from({ length: step.copies }, async () => {
+    const res = step.kind === 'transfer'
+      ? await request(app, 'POST', '/api/transfers', { fromUserId: step.from, toUserId: step.to, amount: step.amount }, step.key)
+      : await request(app, 'PATCH', '/api/balance', { userId: step.from, amount: step.amount }, step.key)
+    if (res.headers['idempotent-replayed'] === 'true') counts.replayed += 1
+    else if (res.statusCode === 200 || res.statusCode === 201) counts.applied += 1
+    else if (res.statusCode === 409) counts.refused += 1
+    else counts.other[res.statusCode] = (counts.other[res.statusCode] ?? 0) + 1
+  })))
+  return counts
+}
+
+t.test('events rebuild', async (t) => {
+  if (!haveSystemTools(t, [NATS_SERVER])) return
+  const nats = await startNats(t)
+  let seed = 1
+  for (const groupCommit of ['on', 'off'] as const) {
+    for (const strategy of strategies) {
+      t.test(`${strategy}, group commit ${groupCommit}: stream and feed rebuild the database exactly`, async (t) => {
+        const stream = `REBUILD_${strategy.replace('-', '_')}_${groupCommit}`.toUpperCase()
+        const { app, db } = await build(t, {
+          strategy,
+          env: { GROUP_COMMIT: groupCommit, DB_POOL_MAX: '8', EVENTS_NATS_URL: nats.url, EVENTS_STREAM: stream, EVENTS_SUBJECT_PREFIX: `rebuild.${stream.toLowerCase()}`, EVENTS_POLL_INTERVAL_MS: '20' },
+        })
+        const users = await Promise.all(Array.from({ length: USERS }, async (_, i) => await newUser(app, i % 4 === 0 ? 0 : 500)))
+        const counts = await storm(app, users, seed++)
+        t.same(counts.other, {}, `only 200/201/409 (${JSON.stringify(counts)})`)
+        t.ok(counts.refused > 20 && counts.replayed > 20, `refusals (${counts.refused}) and replays (${counts.replayed}) happened`)
+        t.equal(await journalWithoutEvent(app), 0, 'one event per journal entry: none for a refusal, none for a replay')
+
+        await publishedAll(app)
+        const total = await eventCount(app)
+        const fromStream = await readStream([nats.url], stream)
+        t.equal(fromStream.messages, total, `the stream holds ${total} messages: each event once`)
+        const streamRebuild = rebuild(fromStream.events)
+        t.same(streamRebuild.problems, [], 'stream: each event once, per user seq 1..n in order, balanceAfter chains')
+        t.same(await mismatches(app, streamRebuild.balances), [], 'stream alone rebuilds every balance')
+
+        const { events: fromFeed } = await readWholeFeed(app)
+        const feedRebuild = rebuild(fromFeed)
+        t.same(feedRebuild.problems, [], 'feed: each event once, per user seq 1..n in order')
+        t.same(await mismatches(app, feedRebuild.balances), [], 'feed alone rebuilds every balance')
+
+        const report = await rebuildReport('stream', fromStream.events, db.url)
+        t.ok(report.ok, `npm run events -- --rebuild's check agrees (${report.checked} users checked, ${report.events} events)`)
+        t.comment(`${strategy}/gc ${groupCommit}: ${counts.applied} applied, ${counts.refused} refused, ${counts.replayed} replayed; ${total} events, stream ${fromStream.messages}`)
+      })
+    }
+  }
+})
