@@ -78,20 +78,48 @@ export const eventsMigration: Migration = {
 
       CREATE FUNCTION events_from_journal() RETURNS trigger
       LANGUAGE plpgsql AS $fn$
+      DECLARE
+        v_user  BIGINT;
+        v_last  BIGINT;
+        v_rows  BIGINT;
+        v_seq   BIGINT;
+        v_xid   xid8;
       BEGIN
-        -- One pass per statement: a group-commit batch of 512 entries is one INSERT here, one index probe per user.
-        INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
-        SELECT n.id, greatest(pg_current_xact_id(), last.xid), n.user_id,
-               coalesce(last.seq, 0) + row_number() OVER (PARTITION BY n.user_id ORDER BY n.id),
-               n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.idempotency_key, n.created_at
-        FROM new_entries n
-        JOIN (
-          SELECT u.user_id, p.seq, p.xid
-          FROM (SELECT DISTINCT user_id FROM new_entries) u
-          LEFT JOIN LATERAL (
-            SELECT e.seq, e.xid FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
-          ) p ON true
-        ) last ON last.user_id = n.user_id;
+        SELECT min(n.user_id), max(n.user_id), count(*) INTO v_user, v_last, v_rows FROM new_entries n;
+        IF v_rows = 0 THEN
+          RETURN NULL;
+        END IF;
+        IF v_user <> v_last THEN
+          -- Several users in one statement (no writer does that today): one pass, one index probe per user.
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
+          SELECT n.id, greatest(pg_current_xact_id(), last.xid), n.user_id,
+                 coalesce(last.seq, 0) + row_number() OVER (PARTITION BY n.user_id ORDER BY n.id),
+                 n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.idempotency_key, n.created_at
+          FROM new_entries n
+          JOIN (
+            SELECT u.user_id, p.seq, p.xid
+            FROM (SELECT DISTINCT user_id FROM new_entries) u
+            LEFT JOIN LATERAL (
+              SELECT e.seq, e.xid FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
+            ) p ON true
+          ) last ON last.user_id = n.user_id;
+          RETURN NULL;
+        END IF;
+        -- One user (every writer: a change, a transfer leg, an opening, a group-commit batch): three simple
+        -- statements, measured cheaper than the general one (about 26 µs against 50 µs per change, one core).
+        SELECT e.seq, e.xid INTO v_seq, v_xid FROM events e WHERE e.user_id = v_user ORDER BY e.seq DESC LIMIT 1;
+        v_seq := coalesce(v_seq, 0);
+        v_xid := greatest(pg_current_xact_id(), v_xid);
+        IF v_rows = 1 THEN
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
+          SELECT n.id, v_xid, n.user_id, v_seq + 1, n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.idempotency_key, n.created_at
+          FROM new_entries n;
+        ELSE
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
+          SELECT n.id, v_xid, n.user_id, v_seq + row_number() OVER (ORDER BY n.id), n.kind, n.id, n.amount, n.balance_after,
+                 n.transfer_id, n.idempotency_key, n.created_at
+          FROM new_entries n;
+        END IF;
         RETURN NULL;
       END
       $fn$;

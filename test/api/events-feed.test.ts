@@ -141,6 +141,19 @@ t.test('a reader polling all the time sees every event exactly once while many u
   t.same(await mismatches(app, balances), [], 'balances rebuilt from the feed equal the database')
 })
 
+t.test('one INSERT with entries of several users (no writer does it today): each user\'s seq goes on from its own last', async (t) => {
+  const { app } = await build(t)
+  const a = await newUser(app, 10)
+  const b = await newUser(app, 0)
+  await sql(app, `UPDATE users SET balance = balance + 3 WHERE id IN ($1, $2)`, [a, b])
+  await sql(app, `INSERT INTO journal_entries (user_id, amount, balance_after, kind) VALUES ($1, 1, 11, 'change'), ($2, 1, 1, 'change'), ($1, 2, 13, 'change'), ($2, 2, 3, 'change')`, [a, b])
+  const { events } = await readWholeFeed(app)
+  const mine = events.filter((event) => event.userId === a || event.userId === b)
+  t.same(mine.map((event) => [event.userId, event.seq, event.balanceAfter]), [[a, 1, 10], [a, 2, 11], [b, 1, 1], [a, 3, 13], [b, 2, 3]],
+    'per user seq in id order, and the feed keeps each user\'s events in seq order')
+  t.same(rebuild(events).problems, [])
+})
+
 t.test('EVENTS=off: the triggers are disabled for the database, on switches them back', async (t) => {
   const off = await build(t, { env: { EVENTS: 'off' } })
   const seeded = await eventCount(off.app) // the seeder ran before the switch
