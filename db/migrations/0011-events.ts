@@ -36,11 +36,39 @@ import type { Migration } from '../types.js'
  * state of the database, transactional, the same for every instance and every pooled or PgBouncer connection, and
  * free on the hot path (no setting read per statement).
  */
+/**
+ * The events of the holds `changed` selects (hold columns + type, key, at): per user seq on from the user's last
+ * event, ids from the journal's sequence taken in seq order, so a user's ids rise with its seq as for entries.
+ */
+function holdEvents (changed: string): string {
+  return `
+          WITH changed AS (${changed}),
+          last AS (
+            SELECT u.user_id, p.seq, p.xid, p.balance_after
+            FROM (SELECT DISTINCT user_id FROM changed) u
+            LEFT JOIN LATERAL (
+              SELECT e.seq, e.xid, e.balance_after FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
+            ) p ON true
+          ),
+          numbered AS (
+            SELECT c.*, l.xid AS last_xid, coalesce(l.balance_after, 0) AS balance,
+                   coalesce(l.seq, 0) + row_number() OVER (PARTITION BY c.user_id ORDER BY c.id) AS seq
+            FROM changed c JOIN last l ON l.user_id = c.user_id
+            ORDER BY c.user_id, seq
+          )
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, hold_id, metadata, hold, idempotency_key, created_at)
+          SELECT nextval('journal_entries_id_seq'), greatest(pg_current_xact_id(), x.last_xid), x.user_id, x.seq, x.type, NULL, 0,
+                 x.balance, x.id, x.metadata,
+                 jsonb_build_object('amount', x.amount, 'captured', x.captured, 'status', x.status, 'expiresAt', x.expires_at, 'toUserId', x.to_user_id),
+                 x.key, x.at
+          FROM numbered x;`
+}
+
 export const eventsMigration: Migration = {
   name: '0011-events',
   async up ({ context: sequelize }) {
     await sequelize.query(`
-      LOCK TABLE journal_entries IN SHARE ROW EXCLUSIVE MODE;
+      LOCK TABLE journal_entries, holds IN SHARE ROW EXCLUSIVE MODE;
 
       CREATE TABLE events (
         id              BIGINT      PRIMARY KEY,
@@ -55,6 +83,7 @@ export const eventsMigration: Migration = {
         hold_id         BIGINT,
         idempotency_key TEXT,
         metadata        JSONB,
+        hold            JSONB,
         created_at      TIMESTAMPTZ NOT NULL,
         CONSTRAINT events_seq_positive CHECK (seq >= 1),
         CONSTRAINT events_user_seq UNIQUE (user_id, seq)
@@ -91,10 +120,10 @@ export const eventsMigration: Migration = {
         END IF;
         IF v_user <> v_last THEN
           -- Several users in one statement (no writer does that today): one pass, one index probe per user.
-          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
           SELECT n.id, greatest(pg_current_xact_id(), last.xid), n.user_id,
                  coalesce(last.seq, 0) + row_number() OVER (PARTITION BY n.user_id ORDER BY n.id),
-                 n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.idempotency_key, n.created_at
+                 n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
           FROM new_entries n
           JOIN (
             SELECT u.user_id, p.seq, p.xid
@@ -111,13 +140,13 @@ export const eventsMigration: Migration = {
         v_seq := coalesce(v_seq, 0);
         v_xid := greatest(pg_current_xact_id(), v_xid);
         IF v_rows = 1 THEN
-          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
-          SELECT n.id, v_xid, n.user_id, v_seq + 1, n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.idempotency_key, n.created_at
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
+          SELECT n.id, v_xid, n.user_id, v_seq + 1, n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
           FROM new_entries n;
         ELSE
-          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, idempotency_key, created_at)
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
           SELECT n.id, v_xid, n.user_id, v_seq + row_number() OVER (ORDER BY n.id), n.kind, n.id, n.amount, n.balance_after,
-                 n.transfer_id, n.idempotency_key, n.created_at
+                 n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
           FROM new_entries n;
         END IF;
         RETURN NULL;
@@ -140,6 +169,29 @@ export const eventsMigration: Migration = {
         FOR EACH ROW WHEN (NEW.idempotency_key IS DISTINCT FROM OLD.idempotency_key)
         EXECUTE FUNCTION events_journal_key();
 
+      CREATE FUNCTION events_from_holds() RETURNS trigger
+      LANGUAGE plpgsql AS $fn$
+      BEGIN
+        -- A new hold, or a hold whose status changed (captured, voided, expired): an event of the holder, with amount
+        -- 0 (the balance moves with the capture's own journal event) and the balance after the user's previous event.
+        -- (plpgsql plans a statement when it first runs it: the INSERT branch never names old_holds.)
+        IF TG_OP = 'INSERT' THEN
+          ${holdEvents(`SELECT h.*, 'hold-created' AS type, h.idempotency_key AS key, h.created_at AS at FROM new_holds h`)}
+        ELSE
+          ${holdEvents(`SELECT h.*, 'hold-' || h.status AS type, NULL::TEXT AS key, coalesce(h.settled_at, clock_timestamp()) AS at
+            FROM new_holds h JOIN old_holds o ON o.id = h.id WHERE o.status IS DISTINCT FROM h.status`)}
+        END IF;
+        RETURN NULL;
+      END
+      $fn$;
+
+      CREATE TRIGGER holds_events_insert AFTER INSERT ON holds
+        REFERENCING NEW TABLE AS new_holds
+        FOR EACH STATEMENT EXECUTE FUNCTION events_from_holds();
+      CREATE TRIGGER holds_events_update AFTER UPDATE ON holds
+        REFERENCING OLD TABLE AS old_holds NEW TABLE AS new_holds
+        FOR EACH STATEMENT EXECUTE FUNCTION events_from_holds();
+
       INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, created_at)
       SELECT nextval('journal_entries_id_seq'), pg_current_xact_id(), u.id, 1, 'baseline', NULL, u.balance, u.balance, now()
       FROM users u WHERE u.balance <> 0 ORDER BY u.id;
@@ -147,6 +199,9 @@ export const eventsMigration: Migration = {
   },
   async down ({ context: sequelize }) {
     await sequelize.query(`
+      DROP TRIGGER holds_events_update ON holds;
+      DROP TRIGGER holds_events_insert ON holds;
+      DROP FUNCTION events_from_holds();
       DROP TRIGGER journal_events_key ON journal_entries;
       DROP TRIGGER journal_events ON journal_entries;
       DROP FUNCTION events_journal_key();

@@ -8,7 +8,7 @@ import type { EventRow } from './event.js'
  * Every statement here is one statement, so it is one transaction behind PgBouncer in transaction mode too.
  */
 const EVENT_COLUMNS = `e.id, e.xid::text AS xid, e.user_id, e.seq, e.type, e.entry_id, e.amount, e.balance_after,
-  e.transfer_id, e.hold_id, e.idempotency_key, e.metadata, e.created_at`
+  e.transfer_id, e.hold_id, e.idempotency_key, e.metadata, e.hold, e.created_at`
 
 /**
  * One page of the global feed after a position, in (xid, id) order, of events whose xid is below the oldest
@@ -57,11 +57,15 @@ export async function userFeedPage (sequelize: Sequelize, userId: number, afterS
   return rows.filter((row) => row.id !== null)
 }
 
-/** The journal triggers that write events (EVENTS=off disables them). */
-export const EVENT_TRIGGERS = ['journal_events', 'journal_events_key'] as const
+/** The triggers that write events, by table (EVENTS=off disables them). */
+export const EVENT_TRIGGERS = {
+  journal_entries: ['journal_events', 'journal_events_key'],
+  holds: ['holds_events_insert', 'holds_events_update'],
+} as const
 
-/** Triggers whose enabled state differs from `enabled`: the switch changes only those. */
+/** Triggers whose enabled state differs from `enabled`: the switch changes only those. Binds [names, enabled]. */
 export const TRIGGERS_TO_SWITCH_SQL = `
-  SELECT t.tgname FROM pg_trigger t
-  WHERE t.tgrelid = 'journal_entries'::regclass AND t.tgname = ANY($1::text[])
-    AND (t.tgenabled <> 'D') <> $2::boolean`
+  SELECT c.relname AS table, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  WHERE c.relname IN ('journal_entries', 'holds') AND c.relnamespace = 'public'::regnamespace
+    AND t.tgname = ANY($1::text[]) AND (t.tgenabled <> 'D') <> $2::boolean
+  ORDER BY c.relname, t.tgname`

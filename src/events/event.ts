@@ -12,7 +12,11 @@ export interface BalanceEvent {
   eventId: number
   /** Per user, gap-free from 1 in journal order. */
   seq: number
-  /** The journal kind (opening, change, transfer-out, transfer-in, …), or baseline: the balance at migration time. */
+  /**
+   * The journal kind (opening, change, transfer-out, transfer-in, capture, capture-in); baseline (the balance when
+   * events began); hold-created, hold-captured, hold-voided, hold-expired (amount 0: the capture's money moves in
+   * its own capture event).
+   */
   type: string
   userId: number
   /** Signed change of the balance. */
@@ -24,8 +28,18 @@ export interface BalanceEvent {
   holdId?: number
   idempotencyKey?: string
   metadata?: unknown
+  /** Hold events: the hold as this event left it. */
+  hold?: HoldState
   createdAt: string
   version: number
+}
+
+export interface HoldState {
+  amount: number
+  captured: number
+  status: 'active' | 'captured' | 'voided' | 'expired'
+  expiresAt: string
+  toUserId: number | null
 }
 
 /** An event row as the SQL of src/events/db.ts returns it. */
@@ -42,6 +56,7 @@ export interface EventRow {
   hold_id: string | null
   idempotency_key: string | null
   metadata: unknown
+  hold: (Omit<HoldState, 'expiresAt'> & { expiresAt: string }) | null
   created_at: Date | string
 }
 
@@ -58,6 +73,7 @@ export function toEvent (row: EventRow): BalanceEvent {
     ...(row.hold_id === null ? {} : { holdId: toSafeInteger(row.hold_id, 'hold id') }),
     ...(row.idempotency_key === null ? {} : { idempotencyKey: row.idempotency_key }),
     ...(row.metadata === null || row.metadata === undefined ? {} : { metadata: row.metadata }),
+    ...(row.hold === null || row.hold === undefined ? {} : { hold: { ...row.hold, expiresAt: new Date(row.hold.expiresAt).toISOString() } }),
     createdAt: new Date(row.created_at).toISOString(),
     version: EVENT_VERSION,
   }

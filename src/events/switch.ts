@@ -11,10 +11,13 @@ import { EVENT_TRIGGERS, TRIGGERS_TO_SWITCH_SQL } from './db.js'
  * agree on EVENTS (the last one to boot wins, and says so in its log). Returns the triggers it switched.
  */
 export async function switchEventTriggers (sequelize: Sequelize, enabled: boolean): Promise<string[]> {
-  const rows = await boundedQuery<{ tgname: string }>(sequelize, TRIGGERS_TO_SWITCH_SQL, [[...EVENT_TRIGGERS], enabled])
-  if (rows.length === 0) return []
+  const names = Object.values(EVENT_TRIGGERS).flat()
+  const rows = await boundedQuery<{ table: keyof typeof EVENT_TRIGGERS, tgname: string }>(sequelize, TRIGGERS_TO_SWITCH_SQL, [names, enabled])
   const verb = enabled ? 'ENABLE' : 'DISABLE'
-  // Names from our own constant list, never from input.
-  await boundedQuery(sequelize, `ALTER TABLE journal_entries ${rows.map((row) => `${verb} TRIGGER ${row.tgname}`).join(', ')}`, [])
-  return rows.map((row) => row.tgname)
+  for (const table of Object.keys(EVENT_TRIGGERS) as Array<keyof typeof EVENT_TRIGGERS>) {
+    const triggers = rows.filter((row) => row.table === table).map((row) => `${verb} TRIGGER ${row.tgname}`)
+    // Names from our own constant lists (the catalog only confirms them), never from input.
+    if (triggers.length > 0) await boundedQuery(sequelize, `ALTER TABLE ${table} ${triggers.join(', ')}`, [])
+  }
+  return rows.map((row) => `${row.table}.${row.tgname}`)
 }

@@ -12,7 +12,11 @@ const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: EVENTS_PAGE_MAX,
 export const BalanceEventSchema = Type.Object({
   eventId: Type.Integer({ minimum: 1, description: 'Unique; for a balance change the journal entry id. The JetStream message id (Nats-Msg-Id)' }),
   seq: Type.Integer({ minimum: 1, description: 'Per user, gap-free from 1 in journal order: a gap means an event not yet read' }),
-  type: Type.String({ description: 'opening, change, transfer-out, transfer-in (the journal kind), or baseline (the balance when events were switched on)', examples: ['change'] }),
+  type: Type.String({
+    description: 'The journal kind (opening, change, transfer-out, transfer-in, capture, capture-in); baseline (the balance when events began); ' +
+      'hold-created, hold-captured, hold-voided, hold-expired (amount 0: a capture moves the money in its own capture event)',
+    examples: ['change'],
+  }),
   userId: UserId,
   amount: Type.Integer({ description: 'Signed change of the balance', examples: [-2] }),
   balanceAfter: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The balance after this event' }),
@@ -21,6 +25,13 @@ export const BalanceEventSchema = Type.Object({
   holdId: Type.Optional(Type.Integer({ minimum: 1 })),
   idempotencyKey: Type.Optional(Type.String({ description: 'The Idempotency-Key the write came with' })),
   metadata: Type.Optional(Type.Unknown({ description: 'Metadata the write carried' })),
+  hold: Type.Optional(Type.Object({
+    amount: Type.Integer({ minimum: 1 }),
+    captured: Type.Integer({ minimum: 0 }),
+    status: Type.Union([Type.Literal('active'), Type.Literal('captured'), Type.Literal('voided'), Type.Literal('expired')]),
+    expiresAt: Type.String({ format: 'date-time' }),
+    toUserId: Type.Union([UserId, Type.Null()]),
+  }, { additionalProperties: false, description: 'Hold events: the hold as this event left it' })),
   createdAt: Type.String({ format: 'date-time' }),
   version: Type.Integer({ minimum: 1, description: 'Version of this body (1)' }),
 }, { description: 'A committed balance change', additionalProperties: false })

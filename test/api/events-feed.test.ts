@@ -154,14 +154,53 @@ t.test('one INSERT with entries of several users (no writer does it today): each
   t.same(rebuild(events).problems, [])
 })
 
+t.test('holds: created, captured (to a payee), voided and expired are events of the holder; the capture moves money in its own events', async (t) => {
+  const { app } = await build(t)
+  const payer = await newUser(app, 100)
+  const payee = await newUser(app, 0)
+  const hold = async (body: object): Promise<number> => {
+    const res = await request(app, 'POST', '/api/holds', body)
+    t.equal(res.statusCode, 201, `hold ${JSON.stringify(body)}`)
+    return (res.json() as { holdId: number }).holdId
+  }
+  const captured = await hold({ userId: payer, amount: 30, metadata: { orderId: 'A-1' } })
+  t.equal((await request(app, 'POST', `/api/holds/${captured}/capture`, { amount: 20, toUserId: payee })).statusCode, 200)
+  const voided = await hold({ userId: payer, amount: 5 })
+  t.equal((await request(app, 'POST', `/api/holds/${voided}/void`, {})).statusCode, 200)
+  const expiring = await hold({ userId: payer, amount: 7, expiresInSeconds: 1 })
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.equal((await request(app, 'PATCH', '/api/balance', { userId: payer, amount: 1 })).statusCode, 200, 'a write settles the expired hold')
+
+  const { events } = await readWholeFeed(app)
+  const mine = events.filter((event) => event.userId === payer || event.userId === payee)
+  t.same(mine.map((event) => [event.userId, event.seq, event.type, event.amount, event.balanceAfter, event.holdId ?? null]), [
+    [payer, 1, 'opening', 100, 100, null],
+    [payer, 2, 'hold-created', 0, 100, captured],
+    [payer, 3, 'hold-captured', 0, 100, captured],
+    [payer, 4, 'capture', -20, 80, captured],
+    [payee, 1, 'capture-in', 20, 20, captured],
+    [payer, 5, 'hold-created', 0, 80, voided],
+    [payer, 6, 'hold-voided', 0, 80, voided],
+    [payer, 7, 'hold-created', 0, 80, expiring],
+    [payer, 8, 'hold-expired', 0, 80, expiring],
+    [payer, 9, 'change', 1, 81, null],
+  ], 'every hold step, in seq order, amount 0 for the lifecycle, the balance moves with the capture entries')
+  const created = mine.find((event) => event.type === 'hold-created')
+  t.match(created, { hold: { amount: 30, captured: 0, status: 'active', toUserId: null }, metadata: { orderId: 'A-1' } }, 'the hold as it was')
+  t.match(mine.find((event) => event.type === 'hold-captured'), { hold: { amount: 30, captured: 20, status: 'captured', toUserId: payee } })
+  t.same(rebuild(events).problems, [], 'seq and balanceAfter chain with the hold events in')
+  t.same(await mismatches(app, rebuild(events).balances), [], 'balances rebuilt from events equal the database')
+})
+
 t.test('EVENTS=off: the triggers are disabled for the database, on switches them back', async (t) => {
   const off = await build(t, { env: { EVENTS: 'off' } })
   const seeded = await eventCount(off.app) // the seeder ran before the switch
   const user = await newUser(off.app, 10)
   await request(off.app, 'PATCH', '/api/balance', { userId: user, amount: 1 })
   t.equal(await eventCount(off.app), seeded, 'no event written')
-  const enabled = await sql<{ tgname: string, tgenabled: string }>(off.app, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'journal_entries'::regclass AND NOT tgisinternal ORDER BY tgname`)
-  t.same(enabled.map((row) => row.tgenabled), ['D', 'D'], 'both triggers disabled')
+  const enabled = await sql<{ tgname: string, tgenabled: string }>(off.app, `SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid IN ('journal_entries'::regclass, 'holds'::regclass) AND NOT tgisinternal ORDER BY tgname`)
+  t.same(enabled.map((row) => row.tgenabled), ['D', 'D', 'D', 'D'], 'the four event triggers disabled')
+  t.equal((await request(off.app, 'POST', '/api/holds', { userId: user, amount: 1 })).statusCode, 201, 'a hold while off')
   const on = await build(t, { database: off.db })
   await request(on.app, 'PATCH', '/api/balance', { userId: user, amount: 1 })
   const mine = (await feedPage(on.app)).items.filter((event) => event.userId === user)

@@ -8,7 +8,7 @@ import { haveSystemTools } from '../support/system-tool.js'
 import { prng } from '../support/model-check.js'
 import { readStream, rebuildReport } from '../../src/events/consumer.js'
 
-// A mixed storm on many users (changes, transfers, keyed retries, refusals) with every strategy, group commit on and
+// A mixed storm on many users (changes, transfers, keyed retries, refusals, holds created, captured, voided, expired) with every strategy, group commit on and
 // off; then balances rebuilt from the JetStream stream alone and from the HTTP feed alone equal the database, per user
 // seq is 1..n with no gap and no duplicate, and no refusal has an event.
 
@@ -42,7 +42,19 @@ async function storm (app: FastifyInstance, users: number[], seed: number): Prom
     const amount = r < 0.4 ? 1 + Math.floor(random() * 50) : r < 0.8 ? -(1 + Math.floor(random() * 80)) : r < 0.85 ? -1_000_000 : 0
     return { kind: amount === 0 ? 'transfer' : 'change', from, to, amount: amount === 0 ? 1 + Math.floor(random() * 120) : amount, key, copies }
   })
-  await Promise.all(plan.flatMap((step) => Array.from({ length: step.copies }, async () => {
+  // Holds alongside: each created, then captured (half of them to a payee), voided, or left to expire (a later
+  // write on its user settles it).
+  const holdLane = Array.from({ length: 60 }, async (_, k) => {
+    const userId = users[(k % 4 === 0 ? k + 1 : k) % users.length]! // a capture's holder has money (every 4th user starts at 0)
+    const res = await request(app, 'POST', '/api/holds', { userId, amount: 1 + (k % 20), expiresInSeconds: k % 4 === 3 ? 1 : 600 })
+    if (res.statusCode !== 201) { counts.refused += res.statusCode === 409 ? 1 : 0; return }
+    const holdId = (res.json() as { holdId: number }).holdId
+    const step = k % 4 === 0
+      ? await request(app, 'POST', `/api/holds/${holdId}/capture`, k % 8 === 0 ? { toUserId: users[(k + 2) % users.length]! } : { amount: 1 })
+      : k % 4 === 1 ? await request(app, 'POST', `/api/holds/${holdId}/void`, {}) : undefined
+    if (step !== undefined && step.statusCode !== 200) counts.other[`hold ${step.statusCode}`] = (counts.other[`hold ${step.statusCode}`] ?? 0) + 1
+  })
+  await Promise.all([...holdLane, ...plan.flatMap((step) => Array.from({ length: step.copies }, async () => {
     const res = step.kind === 'transfer'
       ? await request(app, 'POST', '/api/transfers', { fromUserId: step.from, toUserId: step.to, amount: step.amount }, step.key)
       : await request(app, 'PATCH', '/api/balance', { userId: step.from, amount: step.amount }, step.key)
@@ -50,7 +62,10 @@ async function storm (app: FastifyInstance, users: number[], seed: number): Prom
     else if (res.statusCode === 200 || res.statusCode === 201) counts.applied += 1
     else if (res.statusCode === 409) counts.refused += 1
     else counts.other[res.statusCode] = (counts.other[res.statusCode] ?? 0) + 1
-  })))
+  }))])
+  // The holds left to expire: a write on every user once they are past their second settles them.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  for (const userId of users) await request(app, 'PATCH', '/api/balance', { userId, amount: 1 })
   return counts
 }
 
@@ -71,6 +86,14 @@ t.test('events rebuild', async (t) => {
         t.same(counts.other, {}, `only 200/201/409 (${JSON.stringify(counts)})`)
         t.ok(counts.refused > 20 && counts.replayed > 20, `refusals (${counts.refused}) and replays (${counts.replayed}) happened`)
         t.equal(await journalWithoutEvent(app), 0, 'one event per journal entry: none for a refusal, none for a replay')
+        const holdEvents = await sql<{ type: string, n: string }>(app, `SELECT type, count(*) AS n FROM events WHERE type LIKE 'hold-%' GROUP BY type ORDER BY type`)
+        const holdRows = await sql<{ status: string, n: string }>(app, `SELECT status, count(*) AS n FROM holds GROUP BY status ORDER BY status`)
+        const byStatus = Object.fromEntries(holdRows.map((row) => [row.status, Number(row.n)]))
+        const expected: Record<string, number> = { 'hold-created': Object.values(byStatus).reduce((a, b) => a + b, 0) }
+        for (const status of ['captured', 'expired', 'voided']) if (byStatus[status] !== undefined) expected[`hold-${status}`] = byStatus[status]
+        t.same(Object.fromEntries(holdEvents.map((row) => [row.type, Number(row.n)])), expected, `one event per hold step (${JSON.stringify(byStatus)})`)
+        // An expired hold's event is written when a write settles it (its status in the table); until then it has none.
+        t.ok((byStatus.captured ?? 0) > 0 && (byStatus.voided ?? 0) > 0, 'holds captured and voided')
 
         await publishedAll(app)
         const total = await eventCount(app)
