@@ -129,7 +129,7 @@ export class SameUserTransferError extends DomainError {
   }
 }
 
-/** A `before` cursor that this service did not issue. */
+/** A `before` (history) or `after` (event feed) cursor that this service did not issue. */
 export class InvalidCursorError extends DomainError {
   readonly code = 'INVALID_CURSOR'
   constructor (parameter: 'before' | 'after' = 'before') {

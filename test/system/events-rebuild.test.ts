@@ -103,6 +103,11 @@ t.test('events rebuild', async (t) => {
         t.same(streamRebuild.problems, [], 'stream: each event once, per user seq 1..n in order, balanceAfter chains')
         t.same(await mismatches(app, streamRebuild.balances), [], 'stream alone rebuilds every balance')
 
+        const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+        t.match(metrics, new RegExp(`^events_published_total ${total}$`, 'm'), 'events_published_total counts every event this instance published')
+        t.match(metrics, /^events_publish_lag_seconds [0-9.e+-]+$/m, 'the lag gauge is there')
+        t.match(metrics, /^events_outbox_pending \d+$/m, 'the outbox gauge is there')
+
         const { events: fromFeed } = await readWholeFeed(app)
         const feedRebuild = rebuild(fromFeed)
         t.same(feedRebuild.problems, [], 'feed: each event once, per user seq 1..n in order')
