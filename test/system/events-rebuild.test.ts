@@ -6,6 +6,9 @@ import { eventCount, journalWithoutEvent, mismatches, readWholeFeed, rebuild } f
 import { NATS_SERVER, startNats } from '../support/nats.js'
 import { haveSystemTools } from '../support/system-tool.js'
 import { prng } from '../support/model-check.js'
+import { behindPgBouncer } from '../support/behind-pgbouncer.js'
+import { PGBOUNCER } from '../../src/tooling/pgbouncer.js'
+import pg from 'pg'
 import { readStream, rebuildReport } from '../../src/events/consumer.js'
 
 // A mixed storm on many users (changes, transfers, keyed retries, refusals, holds created, captured, voided, expired) with every strategy, group commit on and
@@ -29,7 +32,8 @@ export async function publishedAll (app: FastifyInstance, deadlineMs = 60_000): 
 
 interface StormCounts { applied: number, refused: number, replayed: number, other: Record<string, number> }
 
-async function storm (app: FastifyInstance, users: number[], seed: number): Promise<StormCounts> {
+async function storm (apps: FastifyInstance[], users: number[], seed: number): Promise<StormCounts> {
+  const app = apps[0]!
   const random = prng(seed)
   const counts: StormCounts = { applied: 0, refused: 0, replayed: 0, other: {} }
   const plan = Array.from({ length: REQUESTS }, (_, i) => {
@@ -54,7 +58,8 @@ async function storm (app: FastifyInstance, users: number[], seed: number): Prom
       : k % 4 === 1 ? await request(app, 'POST', `/api/holds/${holdId}/void`, {}) : undefined
     if (step !== undefined && step.statusCode !== 200) counts.other[`hold ${step.statusCode}`] = (counts.other[`hold ${step.statusCode}`] ?? 0) + 1
   })
-  await Promise.all([...holdLane, ...plan.flatMap((step) => Array.from({ length: step.copies }, async () => {
+  await Promise.all([...holdLane, ...plan.flatMap((step, index) => Array.from({ length: step.copies }, async (_, copy) => {
+    const app = apps[(index + copy) % apps.length]!
     const res = step.kind === 'transfer'
       ? await request(app, 'POST', '/api/transfers', { fromUserId: step.from, toUserId: step.to, amount: step.amount }, step.key)
       : await request(app, 'PATCH', '/api/balance', { userId: step.from, amount: step.amount }, step.key)
@@ -82,7 +87,7 @@ t.test('events rebuild', async (t) => {
           env: { GROUP_COMMIT: groupCommit, DB_POOL_MAX: '8', EVENTS_NATS_URL: nats.url, EVENTS_STREAM: stream, EVENTS_SUBJECT_PREFIX: `rebuild.${stream.toLowerCase()}`, EVENTS_POLL_INTERVAL_MS: '20' },
         })
         const users = await Promise.all(Array.from({ length: USERS }, async (_, i) => await newUser(app, i % 4 === 0 ? 0 : 500)))
-        const counts = await storm(app, users, seed++)
+        const counts = await storm([app], users, seed++)
         t.same(counts.other, {}, `only 200/201/409 (${JSON.stringify(counts)})`)
         t.ok(counts.refused > 20 && counts.replayed > 20, `refusals (${counts.refused}) and replays (${counts.replayed}) happened`)
         t.equal(await journalWithoutEvent(app), 0, 'one event per journal entry: none for a refusal, none for a replay')
@@ -119,4 +124,37 @@ t.test('events rebuild', async (t) => {
       })
     }
   }
+})
+
+t.test('two instances behind PgBouncer (transaction mode), both running a publisher: one holds the lease, the stream is exact', async (t) => {
+  if (!haveSystemTools(t, [NATS_SERVER, PGBOUNCER])) return
+  const nats = await startNats(t)
+  const { db, apps } = await behindPgBouncer(t, 'events_pgb', {
+    instances: 2,
+    env: { EVENTS_NATS_URL: nats.url, EVENTS_STREAM: 'PGB', EVENTS_SUBJECT_PREFIX: 'pgb.events', EVENTS_POLL_INTERVAL_MS: '20', DB_POOL_MAX: '6' },
+  })
+  const admin = new pg.Client({ connectionString: db.url })
+  await admin.connect()
+  t.teardown(async () => { await admin.end() })
+  const users = await Promise.all(Array.from({ length: USERS }, async (_, i) => await newUser(apps[i % 2]!, i % 4 === 0 ? 0 : 500)))
+  const counts = await storm(apps, users, 99)
+  t.same(counts.other, {}, `only 200/201/409 (${JSON.stringify(counts)})`)
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    const { rows } = await admin.query<{ pending: string }>('SELECT count(*) AS pending FROM events e, events_publisher p WHERE (e.xid, e.id) > (p.cursor_xid, p.cursor_id)')
+    if (Number(rows[0]?.pending) === 0) break
+    if (Date.now() > deadline) throw new Error(`${rows[0]?.pending} events unpublished`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const total = Number((await admin.query<{ n: string }>('SELECT count(*) AS n FROM events')).rows[0]?.n)
+  const fromStream = await readStream([nats.url], 'PGB')
+  t.equal(fromStream.messages, total, `the stream holds ${total} messages: each event once`)
+  const report = await rebuildReport('stream', fromStream.events, db.url)
+  t.same(report.problems, [], 'per user seq 1..n, in order, once')
+  t.same(report.mismatches, [], 'the stream alone rebuilds every balance')
+  const published = await Promise.all(apps.map(async (app) => {
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body
+    return Number(/^events_published_total (\d+)$/m.exec(text)?.[1] ?? 0)
+  }))
+  t.equal(published[0]! + published[1]!, total, `the two instances published ${published.join(' + ')} = ${total}: none twice`)
 })
