@@ -1,6 +1,6 @@
 import pg from 'pg'
 import t from 'tap'
-import { build, sql } from '../helper.js'
+import { build, sql, strategies } from '../helper.js'
 import { newUser, request } from '../support/ledger.js'
 import { eventCount, feedPage, journalWithoutEvent, mismatches, readWholeFeed, rebuild } from '../support/events.js'
 import { encodeFeedCursor } from '../../src/events/cursor.js'
@@ -141,6 +141,21 @@ t.test('a reader polling all the time sees every event exactly once while many u
   t.same(await mismatches(app, balances), [], 'balances rebuilt from the feed equal the database')
 })
 
+for (const strategy of strategies) {
+  t.test(`${strategy}, group commit off: a keyed change, a keyed transfer and a keyed user carry their key on their events`, async (t) => {
+    const { app } = await build(t, { strategy, env: { GROUP_COMMIT: 'off' } })
+    const a = (await request(app, 'POST', '/api/users', { balance: 50 }, `${strategy}-user`)).json() as { id: number }
+    const b = await newUser(app, 0)
+    t.equal((await request(app, 'PATCH', '/api/balance', { userId: a.id, amount: -5 }, `${strategy}-change`)).statusCode, 200)
+    t.equal((await request(app, 'PATCH', '/api/balance', { userId: a.id, amount: -5 }, `${strategy}-change`)).statusCode, 200, 'a replay')
+    t.equal((await request(app, 'POST', '/api/transfers', { fromUserId: a.id, toUserId: b, amount: 5 }, `${strategy}-move`)).statusCode, 201)
+    const { events } = await readWholeFeed(app)
+    t.same(events.filter((event) => event.userId === a.id || event.userId === b).map((event) => [event.type, event.idempotencyKey]), [
+      ['opening', `${strategy}-user`], ['change', `${strategy}-change`], ['transfer-out', `${strategy}-move`], ['transfer-in', `${strategy}-move`],
+    ], 'one event per executed write, none for the replay, each with its key')
+  })
+}
+
 t.test('one INSERT with entries of several users (no writer does it today): each user\'s seq goes on from its own last', async (t) => {
   const { app } = await build(t)
   const a = await newUser(app, 10)
@@ -203,6 +218,6 @@ t.test('EVENTS=off: the triggers are disabled for the database, on switches them
   t.equal((await request(off.app, 'POST', '/api/holds', { userId: user, amount: 1 })).statusCode, 201, 'a hold while off')
   const on = await build(t, { database: off.db })
   await request(on.app, 'PATCH', '/api/balance', { userId: user, amount: 1 })
-  const mine = (await feedPage(on.app)).items.filter((event) => event.userId === user)
+  const mine = (await readWholeFeed(on.app)).events.filter((event) => event.userId === user)
   t.same(mine.map((event) => [event.seq, event.balanceAfter]), [[1, 12]], 'events again, seq from 1 (what happened while off has none)')
 })
