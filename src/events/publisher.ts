@@ -282,7 +282,10 @@ export class EventPublisher {
       keepAlive: true,
     })
     // A terminated backend or a lost server: drop the client; the next round opens a new one.
-    client.on('error', () => { if (this.db === client) this.db = undefined })
+    client.on('error', () => {
+      if (this.db === client) this.db = undefined
+      void client.end().catch(() => {})
+    })
     try {
       await client.connect()
       this.origin ??= (await client.query<{ origin: string }>(ORIGIN_SQL)).rows[0]!.origin
