@@ -4,6 +4,38 @@
 
 -- Tables
 
+CREATE TABLE "events" (
+  "id" bigint NOT NULL,
+  "xid" xid8 NOT NULL,
+  "user_id" bigint NOT NULL,
+  "seq" bigint NOT NULL,
+  "type" text NOT NULL,
+  "entry_id" bigint,
+  "amount" bigint NOT NULL,
+  "balance_after" bigint NOT NULL,
+  "transfer_id" uuid,
+  "hold_id" bigint,
+  "idempotency_key" text,
+  "metadata" jsonb,
+  "hold" jsonb,
+  "created_at" timestamp with time zone NOT NULL,
+  CONSTRAINT "events_pkey" PRIMARY KEY (id),
+  CONSTRAINT "events_user_seq" UNIQUE (user_id, seq),
+  CONSTRAINT "events_seq_positive" CHECK ((seq >= 1))
+);
+
+CREATE TABLE "events_publisher" (
+  "id" integer NOT NULL,
+  "holder" text,
+  "expires_at" timestamp with time zone NOT NULL DEFAULT '-infinity'::timestamp with time zone,
+  "cursor_xid" xid8 NOT NULL DEFAULT '0'::xid8,
+  "cursor_id" bigint NOT NULL DEFAULT 0,
+  "published" bigint NOT NULL DEFAULT 0,
+  "updated_at" timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT "events_publisher_pkey" PRIMARY KEY (id),
+  CONSTRAINT "events_publisher_id_check" CHECK ((id = 1))
+);
+
 CREATE TABLE "holds" (
   "id" bigint NOT NULL DEFAULT nextval('holds_id_seq'::regclass),
   "user_id" bigint NOT NULL,
@@ -71,6 +103,8 @@ CREATE TABLE "users" (
 );
 
 -- Indexes (besides those of primary keys and unique constraints)
+
+CREATE INDEX events_feed ON public.events USING btree (xid, id);
 
 CREATE INDEX holds_user_active_expiry ON public.holds USING btree (user_id, expires_at) WHERE (status = 'active'::text);
 
@@ -367,6 +401,124 @@ AS $function$
           jsonb_build_object('operation', 'change', 'outcome', p_outcome, 'userId', p_user_id, 'amount', p_amount,
                              'balance', p_balance, 'entryId', p_entry_id),
           CASE WHEN p_entry_id IS NULL THEN '{}'::BIGINT[] ELSE ARRAY[p_entry_id] END);
+      END
+      $function$;
+
+CREATE OR REPLACE FUNCTION public.events_from_holds()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+      BEGIN
+        -- A new hold, or a hold whose status changed (captured, voided, expired): an event of the holder, with amount
+        -- 0 (the balance moves with the capture's own journal event) and the balance after the user's previous event.
+        -- (plpgsql plans a statement when it first runs it: the INSERT branch never names old_holds.)
+        IF TG_OP = 'INSERT' THEN
+          
+          WITH changed AS (SELECT h.*, 'hold-created' AS type, h.idempotency_key AS key, h.created_at AS at FROM new_holds h),
+          last AS (
+            SELECT u.user_id, p.seq, p.xid, p.balance_after
+            FROM (SELECT DISTINCT user_id FROM changed) u
+            LEFT JOIN LATERAL (
+              SELECT e.seq, e.xid, e.balance_after FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
+            ) p ON true
+          ),
+          numbered AS (
+            SELECT c.*, l.xid AS last_xid, coalesce(l.balance_after, 0) AS balance,
+                   coalesce(l.seq, 0) + row_number() OVER (PARTITION BY c.user_id ORDER BY c.id) AS seq
+            FROM changed c JOIN last l ON l.user_id = c.user_id
+            ORDER BY c.user_id, seq
+          )
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, hold_id, metadata, hold, idempotency_key, created_at)
+          SELECT nextval('journal_entries_id_seq'), greatest(pg_current_xact_id(), x.last_xid), x.user_id, x.seq, x.type, NULL, 0,
+                 x.balance, x.id, x.metadata,
+                 jsonb_build_object('amount', x.amount, 'captured', x.captured, 'status', x.status, 'expiresAt', x.expires_at, 'toUserId', x.to_user_id),
+                 x.key, x.at
+          FROM numbered x;
+        ELSE
+          
+          WITH changed AS (SELECT h.*, 'hold-' || h.status AS type, NULL::TEXT AS key, coalesce(h.settled_at, clock_timestamp()) AS at
+            FROM new_holds h JOIN old_holds o ON o.id = h.id WHERE o.status IS DISTINCT FROM h.status),
+          last AS (
+            SELECT u.user_id, p.seq, p.xid, p.balance_after
+            FROM (SELECT DISTINCT user_id FROM changed) u
+            LEFT JOIN LATERAL (
+              SELECT e.seq, e.xid, e.balance_after FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
+            ) p ON true
+          ),
+          numbered AS (
+            SELECT c.*, l.xid AS last_xid, coalesce(l.balance_after, 0) AS balance,
+                   coalesce(l.seq, 0) + row_number() OVER (PARTITION BY c.user_id ORDER BY c.id) AS seq
+            FROM changed c JOIN last l ON l.user_id = c.user_id
+            ORDER BY c.user_id, seq
+          )
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, hold_id, metadata, hold, idempotency_key, created_at)
+          SELECT nextval('journal_entries_id_seq'), greatest(pg_current_xact_id(), x.last_xid), x.user_id, x.seq, x.type, NULL, 0,
+                 x.balance, x.id, x.metadata,
+                 jsonb_build_object('amount', x.amount, 'captured', x.captured, 'status', x.status, 'expiresAt', x.expires_at, 'toUserId', x.to_user_id),
+                 x.key, x.at
+          FROM numbered x;
+        END IF;
+        RETURN NULL;
+      END
+      $function$;
+
+CREATE OR REPLACE FUNCTION public.events_from_journal()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+      DECLARE
+        v_user  BIGINT;
+        v_last  BIGINT;
+        v_rows  BIGINT;
+        v_seq   BIGINT;
+        v_xid   xid8;
+      BEGIN
+        SELECT min(n.user_id), max(n.user_id), count(*) INTO v_user, v_last, v_rows FROM new_entries n;
+        IF v_rows = 0 THEN
+          RETURN NULL;
+        END IF;
+        IF v_user <> v_last THEN
+          -- Several users in one statement (no writer does that today): one pass, one index probe per user.
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
+          SELECT n.id, greatest(pg_current_xact_id(), last.xid), n.user_id,
+                 coalesce(last.seq, 0) + row_number() OVER (PARTITION BY n.user_id ORDER BY n.id),
+                 n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
+          FROM new_entries n
+          JOIN (
+            SELECT u.user_id, p.seq, p.xid
+            FROM (SELECT DISTINCT user_id FROM new_entries) u
+            LEFT JOIN LATERAL (
+              SELECT e.seq, e.xid FROM events e WHERE e.user_id = u.user_id ORDER BY e.seq DESC LIMIT 1
+            ) p ON true
+          ) last ON last.user_id = n.user_id;
+          RETURN NULL;
+        END IF;
+        -- One user (every writer: a change, a transfer leg, an opening, a group-commit batch): three simple
+        -- statements, measured cheaper than the general one (about 26 µs against 50 µs per change, one core).
+        SELECT e.seq, e.xid INTO v_seq, v_xid FROM events e WHERE e.user_id = v_user ORDER BY e.seq DESC LIMIT 1;
+        v_seq := coalesce(v_seq, 0);
+        v_xid := greatest(pg_current_xact_id(), v_xid);
+        IF v_rows = 1 THEN
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
+          SELECT n.id, v_xid, n.user_id, v_seq + 1, n.kind, n.id, n.amount, n.balance_after, n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
+          FROM new_entries n;
+        ELSE
+          INSERT INTO events (id, xid, user_id, seq, type, entry_id, amount, balance_after, transfer_id, hold_id, metadata, idempotency_key, created_at)
+          SELECT n.id, v_xid, n.user_id, v_seq + row_number() OVER (ORDER BY n.id), n.kind, n.id, n.amount, n.balance_after,
+                 n.transfer_id, n.hold_id, n.metadata, n.idempotency_key, n.created_at
+          FROM new_entries n;
+        END IF;
+        RETURN NULL;
+      END
+      $function$;
+
+CREATE OR REPLACE FUNCTION public.events_journal_key()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+      BEGIN
+        UPDATE events SET idempotency_key = NEW.idempotency_key WHERE id = NEW.id;
+        RETURN NULL;
       END
       $function$;
 
@@ -1045,3 +1197,13 @@ AS $function$
         RETURN QUERY SELECT 'executed'::TEXT, v_result;
       END
       $function$;
+
+-- Triggers
+
+CREATE TRIGGER holds_events_insert AFTER INSERT ON public.holds REFERENCING NEW TABLE AS new_holds FOR EACH STATEMENT EXECUTE FUNCTION events_from_holds();
+
+CREATE TRIGGER holds_events_update AFTER UPDATE ON public.holds REFERENCING OLD TABLE AS old_holds NEW TABLE AS new_holds FOR EACH STATEMENT EXECUTE FUNCTION events_from_holds();
+
+CREATE TRIGGER journal_events AFTER INSERT ON public.journal_entries REFERENCING NEW TABLE AS new_entries FOR EACH STATEMENT EXECUTE FUNCTION events_from_journal();
+
+CREATE TRIGGER journal_events_key AFTER UPDATE OF idempotency_key ON public.journal_entries FOR EACH ROW WHEN ((new.idempotency_key IS DISTINCT FROM old.idempotency_key)) EXECUTE FUNCTION events_journal_key();

@@ -17,11 +17,13 @@ import balanceService from './plugins/balance-service.js'
 import docs from './plugins/docs.js'
 import auth from './plugins/auth.js'
 import metrics from './plugins/metrics.js'
+import events from './events/plugin.js'
 import healthRoutes from './routes/health.js'
 import balanceRoutes from './routes/balance.js'
 import userRoutes from './routes/users.js'
 import transferRoutes from './routes/transfers.js'
 import holdRoutes from './routes/holds.js'
+import eventRoutes from './routes/events.js'
 import { ErrorResponse } from './schemas/common.js'
 
 /**
@@ -47,7 +49,7 @@ export interface BuildAppOptions {
 
 /**
  * Builds the app; plugins in one visible order: config → request ids, security headers, validation/JSON body/errors →
- * database → migrations → service → docs → auth → metrics → routes. Docs and auth come before the routes (and
+ * database → migrations → service → docs → auth → metrics → events → routes. Docs and auth come before the routes (and
  * /metrics) so that their onRoute hooks see every route, including routes added later.
  */
 export async function buildApp (config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
@@ -92,12 +94,14 @@ export async function buildApp (config: Config, options: BuildAppOptions = {}): 
   await app.register(docs)
   await app.register(auth)
   if (config.METRICS_ENABLED) await app.register(metrics)
+  await app.register(events)
 
   await app.register(healthRoutes, { prefix: '/api' })
   await app.register(balanceRoutes, { prefix: '/api' })
   await app.register(userRoutes, { prefix: '/api' })
   await app.register(transferRoutes, { prefix: '/api' })
   await app.register(holdRoutes, { prefix: '/api' })
+  await app.register(eventRoutes, { prefix: '/api' })
 
   await app.ready()
   return app

@@ -143,6 +143,26 @@ export const EnvSchema = Type.Object({
     description: 'token: /docs and /docs/json need a token (read or write) while tokens are set; open: never (to browse Swagger UI)',
   }),
   METRICS_ENABLED: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at GET /metrics' }),
+  EVENTS: Type.Enum(['on', 'off'], {
+    default: 'on',
+    description: 'on: every committed journal entry writes its event in the same transaction (the feed and the publisher read them); off: the database triggers that write them are disabled at boot',
+  }),
+  EVENTS_NATS_URL: Type.Optional(Type.String({
+    pattern: '^nats://[^,\\s]+(,nats://[^,\\s]+)*$',
+    description: 'NATS server(s) with JetStream, comma-separated nats:// URLs; set, this instance runs a publisher (one instance publishes at a time)',
+  })),
+  EVENTS_STREAM: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'BALANCE_EVENTS', description: 'JetStream stream the events go to (created when missing)' }),
+  EVENTS_SUBJECT_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$',
+    default: 'balance.events',
+    description: 'Subjects are <prefix>.<userId>',
+  }),
+  EVENTS_PUBLISH_BATCH: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most events one publisher round reads and publishes' }),
+  EVENTS_POLL_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 60000, default: 200, description: 'Pause of the publisher when it has caught up (or is not the lease holder)' }),
+  EVENTS_LEASE_TTL_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 10000, description: 'The publisher lease: another instance takes over this long after the holder stopped renewing it' }),
+  EVENTS_PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 2000, description: 'Longest wait for JetStream to acknowledge one event (and for a connection to NATS)' }),
+  EVENTS_RETRY_MAX_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000, description: 'Longest pause between the publisher\'s attempts after a failure (it doubles from EVENTS_POLL_INTERVAL_MS)' }),
+  EVENTS_DUPLICATE_WINDOW_S: Type.Integer({ minimum: 1, maximum: 604800, default: 600, description: 'duplicate_window of a stream this service creates: a re-publish within it is dropped by JetStream' }),
 })
 
 export type Config = Static<typeof EnvSchema>

@@ -31,6 +31,9 @@ export type Hold = Json<paths['/api/holds/{holdId}']['get']['responses'][200]>
 export type HoldsPage = Json<paths['/api/users/{id}/holds']['get']['responses'][200]>
 export type HoldsQuery = NonNullable<paths['/api/users/{id}/holds']['get']['parameters']['query']>
 export type BalanceAt = Json<paths['/api/users/{id}/balance']['get']['responses'][200]>
+export type EventsPage = Json<paths['/api/events']['get']['responses'][200]>
+export type BalanceEvent = EventsPage['items'][number]
+export type UserEventsPage = Json<paths['/api/users/{id}/events']['get']['responses'][200]>
 export type Health = Json<paths['/api/health']['get']['responses'][200]> | Json<paths['/api/health']['get']['responses'][503]>
 export type Liveness = Json<paths['/api/health/live']['get']['responses'][200]>
 
@@ -316,6 +319,22 @@ export class BalanceClient {
     }
   }
 
+  /**
+   * GET /api/events: one page of the global feed after `after` (a previous page's nextCursor; absent: from the
+   * start). An empty page returns the same cursor: poll again later.
+   */
+  async events (options: RequestOptions & { after?: string, limit?: number } = {}): Promise<EventsPage> {
+    const { after, limit, ...requestOptions } = options
+    return (await this.send({ method: 'GET', path: `/api/events${searchOf({ after, limit })}`, idempotencyKey: undefined, probe: false, options: requestOptions })).body as EventsPage
+  }
+
+  /** GET /api/users/:id/events: the user's events with seq > `after` (default 0), in seq order. */
+  async userEvents (id: number, options: RequestOptions & { after?: number, limit?: number } = {}): Promise<UserEventsPage> {
+    const { after, limit, ...requestOptions } = options
+    const path = `/api/users/${encodeURIComponent(id)}/events${searchOf({ after, limit })}`
+    return (await this.send({ method: 'GET', path, idempotencyKey: undefined, probe: false, options: requestOptions })).body as UserEventsPage
+  }
+
   /** GET /api/health: `{status:'ok', db:'up'}`, or `{status:'error', db:'down'}` (a 503 is this answer, not an error). */
   async health (options: RequestOptions = {}): Promise<Health> {
     return (await this.send({ method: 'GET', path: '/api/health', idempotencyKey: undefined, probe: true, options })).body as Health
@@ -434,6 +453,13 @@ export class BalanceClient {
   }
 }
 
+/** `?a=1&b=2` of the defined values, or '' when none is. */
+function searchOf (values: Record<string, string | number | undefined>): string {
+  const query = new URLSearchParams()
+  for (const [name, value] of Object.entries(values)) if (value !== undefined) query.set(name, String(value))
+  return query.size > 0 ? `?${query.toString()}` : ''
+}
+
 /**
  * Every path of the service's OpenAPI document and the client method that calls it. When a route is added to the
  * service and the types are regenerated, this stops compiling until the client covers it (or says why not).
@@ -450,6 +476,8 @@ export const ROUTE_METHODS = {
   '/api/holds/{holdId}': 'getHold',
   '/api/holds/{holdId}/capture': 'captureHold',
   '/api/holds/{holdId}/void': 'voidHold',
+  '/api/events': 'events',
+  '/api/users/{id}/events': 'userEvents',
   '/api/health': 'health',
   '/api/health/live': 'live',
   // Prometheus text for scrapers, not JSON for code.

@@ -334,6 +334,207 @@ export interface paths {
         };
         trace?: never;
     };
+    "/api/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every committed balance change, in order
+         * @description The global event feed. A page holds only events of transactions older than the oldest one still running, so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. A user's events appear in seq order. An empty page returns the same cursor.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description Opaque cursor: the `nextCursor` of the previous page (absent: from the first event). Anything else is a 400 INVALID_CURSOR. */
+                    after?: string;
+                    /** @description Events per page */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description One page of the global feed, in transaction order */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /**
+                                 * @description Signed change of the balance
+                                 * @example -2
+                                 */
+                                amount: number;
+                                /** @description The balance after this event */
+                                balanceAfter: number;
+                                /** Format: date-time */
+                                createdAt: string;
+                                /** @description The journal entry; null for a baseline */
+                                entryId: number | null;
+                                /** @description Unique; for a balance change the journal entry id. The JetStream message id (Nats-Msg-Id) */
+                                eventId: number;
+                                /** @description Hold events: the hold as this event left it */
+                                hold?: {
+                                    amount: number;
+                                    captured: number;
+                                    /** Format: date-time */
+                                    expiresAt: string;
+                                    status: "active" | "captured" | "voided" | "expired";
+                                    toUserId: number | null;
+                                };
+                                holdId?: number;
+                                /** @description The Idempotency-Key the write came with */
+                                idempotencyKey?: string;
+                                /** @description Metadata the write carried */
+                                metadata?: unknown;
+                                /** @description Per user, gap-free from 1 in journal order: a gap means an event not yet read */
+                                seq: number;
+                                /**
+                                 * Format: uuid
+                                 * @description Both legs of a transfer share it
+                                 */
+                                transferId?: string;
+                                /**
+                                 * @description The journal kind (opening, change, transfer-out, transfer-in, capture, capture-in); baseline (the balance when events began); hold-created, hold-captured, hold-voided, hold-expired (amount 0: a capture moves the money in its own capture event)
+                                 * @example change
+                                 */
+                                type: string;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                                /** @description Version of this body (1) */
+                                version: number;
+                            }[];
+                            /** @description Pass as `after` for the next page; the same cursor when nothing new was there (poll again) */
+                            nextCursor: string;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/health": {
         parameters: {
             query?: never;
@@ -2853,6 +3054,247 @@ export interface paths {
                              * @example 1
                              */
                             userId: number;
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION (or another 400 code): malformed JSON, missing or unknown fields, wrong types, values out of range; a number written with a fraction or an exponent (integers are judged as written, never rounded); SAME_USER_TRANSFER, INVALID_CURSOR where the route says; HPE_* when the request is not readable HTTP */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/amount must be integer"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description USER_NOT_FOUND: the user does not exist */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 404,
+                         *       "code": "USER_NOT_FOUND",
+                         *       "error": "Not Found",
+                         *       "message": "User 42 does not exist"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 414,
+                         *       "code": "FST_ERR_MAX_PARAM_LENGTH",
+                         *       "error": "URI Too Long",
+                         *       "message": "maxParamLength limit exceeded"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/users/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's events, in seq order
+         * @description seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The last seq already read (0: from the first) */
+                    after?: number;
+                    /** @description Events per page */
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    /**
+                     * @description User id
+                     * @example 1
+                     */
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description One page of a user's events, in seq order */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                /**
+                                 * @description Signed change of the balance
+                                 * @example -2
+                                 */
+                                amount: number;
+                                /** @description The balance after this event */
+                                balanceAfter: number;
+                                /** Format: date-time */
+                                createdAt: string;
+                                /** @description The journal entry; null for a baseline */
+                                entryId: number | null;
+                                /** @description Unique; for a balance change the journal entry id. The JetStream message id (Nats-Msg-Id) */
+                                eventId: number;
+                                /** @description Hold events: the hold as this event left it */
+                                hold?: {
+                                    amount: number;
+                                    captured: number;
+                                    /** Format: date-time */
+                                    expiresAt: string;
+                                    status: "active" | "captured" | "voided" | "expired";
+                                    toUserId: number | null;
+                                };
+                                holdId?: number;
+                                /** @description The Idempotency-Key the write came with */
+                                idempotencyKey?: string;
+                                /** @description Metadata the write carried */
+                                metadata?: unknown;
+                                /** @description Per user, gap-free from 1 in journal order: a gap means an event not yet read */
+                                seq: number;
+                                /**
+                                 * Format: uuid
+                                 * @description Both legs of a transfer share it
+                                 */
+                                transferId?: string;
+                                /**
+                                 * @description The journal kind (opening, change, transfer-out, transfer-in, capture, capture-in); baseline (the balance when events began); hold-created, hold-captured, hold-voided, hold-expired (amount 0: a capture moves the money in its own capture event)
+                                 * @example change
+                                 */
+                                type: string;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                                /** @description Version of this body (1) */
+                                version: number;
+                            }[];
+                            /** @description The last seq of this page: pass as `after`; `after` again when nothing new was there */
+                            nextCursor: number;
                         };
                     };
                 };

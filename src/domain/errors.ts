@@ -129,11 +129,11 @@ export class SameUserTransferError extends DomainError {
   }
 }
 
-/** A `before` cursor that this service did not issue. */
+/** A `before` (history) or `after` (event feed) cursor that this service did not issue. */
 export class InvalidCursorError extends DomainError {
   readonly code = 'INVALID_CURSOR'
-  constructor () {
-    super('querystring/before is not a cursor from a previous page (use nextCursor as given)')
+  constructor (parameter: 'before' | 'after' = 'before') {
+    super(`querystring/${parameter} is not a cursor from a previous page (use nextCursor as given)`)
   }
 }
 

@@ -280,6 +280,14 @@ export class BalanceService {
     return { items, nextCursor: rows.length > page.limit && last !== undefined ? encodeCursor(last.id) : null }
   }
 
+  /**
+   * Other read-only database work (the event feed), under the same read gate and error mapping as the service's own
+   * reads, so it can never take the connections writes need.
+   */
+  async runRead<T> (work: () => Promise<T>): Promise<T> {
+    return await this.read(work)
+  }
+
   /** True when PostgreSQL answers a trivial query. */
   async isDatabaseUp (): Promise<boolean> {
     return await this.health.run()

@@ -29,6 +29,15 @@ t.test('defaults', async (t) => {
     METRICS_AUTH: 'token',
     DOCS_AUTH: 'token',
     METRICS_ENABLED: true,
+    EVENTS: 'on',
+    EVENTS_STREAM: 'BALANCE_EVENTS',
+    EVENTS_SUBJECT_PREFIX: 'balance.events',
+    EVENTS_PUBLISH_BATCH: 500,
+    EVENTS_POLL_INTERVAL_MS: 200,
+    EVENTS_LEASE_TTL_MS: 10000,
+    EVENTS_PUBLISH_TIMEOUT_MS: 2000,
+    EVENTS_RETRY_MAX_MS: 5000,
+    EVENTS_DUPLICATE_WINDOW_S: 600,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
   t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')

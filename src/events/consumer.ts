@@ -1,0 +1,166 @@
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { connect, type NatsConnection } from 'nats'
+import pg from 'pg'
+import type { BalanceEvent } from './event.js'
+import { DATABASE_USERS_SQL, compareWithDatabase, rebuildBalances, type DatabaseUser } from './rebuild.js'
+
+/**
+ * `npm run events -- <mode>`: a consumer anyone can run.
+ *   --follow            tail the JetStream stream (EVENTS_NATS_URL, EVENTS_STREAM) from its first message, one JSON line per event
+ *   --follow --feed     the same from the HTTP feed (BALANCE_API_URL, default http://127.0.0.1:3000; API_TOKEN if tokens are set)
+ *   --rebuild [--feed]  read everything there is from the stream (or the feed), recompute every balance from the events
+ *                       alone and compare with the database (DATABASE_URL): exit 0 when they agree, 1 on any mismatch
+ */
+export interface StreamRead { events: BalanceEvent[], messages: number }
+
+/** Every message of the stream, from the first to the last one there when the read began. */
+export async function readStream (servers: string[], stream: string, timeoutMs = 10_000): Promise<StreamRead> {
+  const nc = await connect({ servers, timeout: timeoutMs })
+  try {
+    const jsm = await nc.jetstreamManager({ timeout: timeoutMs })
+    const last = (await jsm.streams.info(stream)).state.last_seq
+    const events: BalanceEvent[] = []
+    if (last === 0) return { events, messages: 0 }
+    for await (const event of tail(nc, stream, last)) events.push(event)
+    return { events, messages: events.length }
+  } finally {
+    await nc.close()
+  }
+}
+
+/** The stream's events in stream order through an ordered consumer; ends after stream sequence `until` (or never). */
+async function * tail (nc: NatsConnection, stream: string, until?: number): AsyncGenerator<BalanceEvent> {
+  const consumer = await nc.jetstream().consumers.get(stream)
+  const messages = await consumer.consume()
+  try {
+    for await (const message of messages) {
+      yield message.json<BalanceEvent>()
+      if (until !== undefined && message.seq >= until) return
+    }
+  } finally {
+    await messages.close()
+  }
+}
+
+export interface FeedSource { baseUrl: string, token?: string }
+
+async function feedPage (source: FeedSource, after: string | undefined): Promise<{ items: BalanceEvent[], nextCursor: string }> {
+  const query = new URLSearchParams({ limit: '1000', ...(after === undefined ? {} : { after }) })
+  const response = await fetch(`${source.baseUrl}/api/events?${query.toString()}`, {
+    headers: source.token === undefined ? {} : { authorization: `Bearer ${source.token}` },
+    signal: AbortSignal.timeout(30_000),
+  })
+  if (response.status !== 200) throw new Error(`GET /api/events answered ${response.status}: ${await response.text()}`)
+  return await response.json() as { items: BalanceEvent[], nextCursor: string }
+}
+
+/** The feed from its start until a page comes back empty (everything committed before the oldest open transaction). */
+export async function readFeed (source: FeedSource): Promise<BalanceEvent[]> {
+  const events: BalanceEvent[] = []
+  let cursor: string | undefined
+  for (;;) {
+    const page = await feedPage(source, cursor)
+    if (page.items.length === 0) return events
+    events.push(...page.items)
+    cursor = page.nextCursor
+  }
+}
+
+async function * followFeed (source: FeedSource, pollMs = 500): AsyncGenerator<BalanceEvent> {
+  let cursor: string | undefined
+  for (;;) {
+    const page = await feedPage(source, cursor)
+    yield * page.items
+    cursor = page.nextCursor
+    if (page.items.length === 0) await new Promise((resolve) => setTimeout(resolve, pollMs))
+  }
+}
+
+export async function readDatabaseUsers (databaseUrl: string): Promise<DatabaseUser[]> {
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'balance-api-events-rebuild' })
+  await client.connect()
+  try {
+    const rows = (await client.query<{ id: string, balance: string, last_seq: string }>(DATABASE_USERS_SQL)).rows
+    return rows.map((row) => ({ id: Number(row.id), balance: Number(row.balance), lastSeq: Number(row.last_seq) }))
+  } finally {
+    await client.end()
+  }
+}
+
+export interface RebuildReport {
+  source: 'stream' | 'feed'
+  events: number
+  duplicates: number
+  users: number
+  checked: number
+  behind: number
+  problems: string[]
+  mismatches: string[]
+  ok: boolean
+}
+
+export async function rebuildReport (source: 'stream' | 'feed', events: BalanceEvent[], databaseUrl: string): Promise<RebuildReport> {
+  const rebuilt = rebuildBalances(events)
+  const compared = compareWithDatabase(rebuilt, await readDatabaseUsers(databaseUrl))
+  return {
+    source,
+    events: rebuilt.events,
+    duplicates: rebuilt.duplicates,
+    users: rebuilt.users.size,
+    checked: compared.checked,
+    behind: compared.behind,
+    problems: rebuilt.problems.slice(0, 20),
+    mismatches: compared.mismatches.slice(0, 20),
+    ok: rebuilt.problems.length === 0 && compared.mismatches.length === 0,
+  }
+}
+
+interface Options { mode: 'follow' | 'rebuild', feed: boolean }
+
+export function parseArgs (argv: string[]): Options {
+  let mode: Options['mode'] | undefined
+  let feed = false
+  for (const arg of argv) {
+    if (arg === '--follow' || arg === '--rebuild') {
+      if (mode !== undefined) throw new Error('give one of --follow, --rebuild')
+      mode = arg === '--follow' ? 'follow' : 'rebuild'
+    } else if (arg === '--feed') feed = true
+    else throw new Error(`unknown option ${arg} (use --follow or --rebuild, with --feed to read the HTTP feed instead of the stream)`)
+  }
+  if (mode === undefined) throw new Error('give --follow or --rebuild (with --feed to read the HTTP feed instead of the stream)')
+  return { mode, feed }
+}
+
+function env (name: string, fallback?: string): string {
+  const value = process.env[name] ?? fallback
+  if (value === undefined || value === '') throw new Error(`${name} is not set`)
+  return value
+}
+
+async function main (): Promise<number> {
+  const options = parseArgs(process.argv.slice(2))
+  const feed: FeedSource = { baseUrl: env('BALANCE_API_URL', 'http://127.0.0.1:3000'), ...(process.env.API_TOKEN === undefined ? {} : { token: process.env.API_TOKEN }) }
+  const servers = (): string[] => env('EVENTS_NATS_URL').split(',')
+  const stream = env('EVENTS_STREAM', 'BALANCE_EVENTS')
+  if (options.mode === 'follow') {
+    if (options.feed) {
+      for await (const event of followFeed(feed)) console.log(JSON.stringify(event))
+    } else {
+      const nc = await connect({ servers: servers(), timeout: 10_000 })
+      for await (const event of tail(nc, stream)) console.log(JSON.stringify(event))
+    }
+    return 0
+  }
+  const events = options.feed ? await readFeed(feed) : (await readStream(servers(), stream)).events
+  const report = await rebuildReport(options.feed ? 'feed' : 'stream', events, env('DATABASE_URL'))
+  console.log(JSON.stringify(report, null, 2))
+  return report.ok ? 0 : 1
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().then((code) => { process.exitCode = code }, (error: unknown) => {
+    console.error(error instanceof Error ? error.message : error)
+    process.exitCode = 2
+  })
+}

@@ -1,0 +1,74 @@
+import fp from 'fastify-plugin'
+import { Counter, Gauge } from 'prom-client'
+import { EventFeed } from './feed.js'
+import { EventPublisher, PENDING_COUNT_CAP, type PublisherObserver } from './publisher.js'
+import { switchEventTriggers } from './switch.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    events: { feed: EventFeed, publisher: EventPublisher | undefined }
+  }
+}
+
+/**
+ * Events: the triggers switched to EVENTS, the HTTP feed's reads, and (with EVENTS_NATS_URL) the publisher to NATS
+ * JetStream, started once the app is ready and stopped before the database closes. The publisher runs on its own
+ * connection and timer: no request ever waits for it or for NATS.
+ */
+export default fp(async function events (fastify) {
+  const { config, sequelize, balanceService } = fastify
+  const switched = await switchEventTriggers(sequelize, config.EVENTS === 'on')
+  if (switched.length > 0) fastify.log.warn({ events: config.EVENTS, triggers: switched }, 'event triggers switched (EVENTS changed for every instance on this database)')
+
+  const feed = new EventFeed(sequelize, async (work) => await balanceService.runRead(work))
+  const publisher = config.EVENTS_NATS_URL === undefined
+    ? undefined
+    : new EventPublisher({
+      servers: config.EVENTS_NATS_URL.split(','),
+      stream: config.EVENTS_STREAM,
+      subjectPrefix: config.EVENTS_SUBJECT_PREFIX,
+      batchSize: config.EVENTS_PUBLISH_BATCH,
+      pollIntervalMs: config.EVENTS_POLL_INTERVAL_MS,
+      leaseTtlMs: config.EVENTS_LEASE_TTL_MS,
+      publishTimeoutMs: config.EVENTS_PUBLISH_TIMEOUT_MS,
+      retryMaxMs: config.EVENTS_RETRY_MAX_MS,
+      duplicateWindowS: config.EVENTS_DUPLICATE_WINDOW_S,
+      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      database: connectionOf(sequelize.config as unknown as Parameters<typeof connectionOf>[0]),
+    }, publisherMetrics(fastify.metrics?.registry), fastify.log)
+  fastify.decorate('events', { feed, publisher })
+  if (publisher === undefined) return
+  fastify.addHook('onReady', async () => { publisher.start() })
+  fastify.addHook('preClose', async () => { await publisher.stop() })
+  fastify.log.info({ stream: config.EVENTS_STREAM, instance: publisher.instance }, 'events publisher started')
+}, { name: 'events', dependencies: ['config', 'database', 'migrations', 'balance-service'] })
+
+/** The pg settings of the service's own database (Sequelize keeps them parsed). */
+function connectionOf (options: { host?: string | undefined, port?: string | number | undefined, username?: string | undefined, password?: unknown, database?: string | undefined }): { host?: string, port?: number, user?: string, password?: string, database?: string } {
+  return {
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: Number(options.port) }),
+    ...(options.username === undefined ? {} : { user: options.username }),
+    ...(typeof options.password === 'string' ? { password: options.password } : {}),
+    ...(options.database === undefined ? {} : { database: options.database }),
+  }
+}
+
+/** Outbox size and lag (database-wide, from the shared cursor), events published and publish errors (this instance). */
+function publisherMetrics (registry: import('prom-client').Registry | undefined): PublisherObserver {
+  const registers = registry === undefined ? [] : [registry]
+  const published = new Counter({ name: 'events_published_total', help: 'Events this instance published to JetStream (acknowledged)', registers })
+  const errors = new Counter({
+    name: 'events_publish_errors_total',
+    help: 'Publisher rounds that failed, by stage (database or nats); the round is retried with a growing pause',
+    labelNames: ['stage'] as const,
+    registers,
+  })
+  const pending = new Gauge({ name: 'events_outbox_pending', help: `Events written but not yet in the stream (counted up to ${PENDING_COUNT_CAP})`, registers })
+  const lag = new Gauge({ name: 'events_publish_lag_seconds', help: 'Age of the oldest event not yet in the stream (0 when caught up)', registers })
+  return {
+    published (count) { published.inc(count) },
+    failed (stage) { errors.inc({ stage }) },
+    stats (count, seconds) { pending.set(count); lag.set(seconds) },
+  }
+}

@@ -1,0 +1,66 @@
+import type { BalanceEvent } from './event.js'
+
+/**
+ * Balances from events alone. Per user the events must come in seq order 1, 2, 3, … (the feed and the stream both
+ * give them so); each one's balanceAfter must equal the rebuilt balance. Anything else is a problem, named.
+ */
+export interface Rebuilt {
+  /** userId → balance (Σ amounts from 0) and the last seq applied. */
+  users: Map<number, { balance: number, seq: number }>
+  problems: string[]
+  /** Distinct events applied. */
+  events: number
+  /** Events seen more than once (by eventId). */
+  duplicates: number
+}
+
+export function rebuildBalances (events: Iterable<BalanceEvent>): Rebuilt {
+  const users = new Map<number, { balance: number, seq: number }>()
+  const seen = new Set<number>()
+  const problems: string[] = []
+  let duplicates = 0
+  for (const event of events) {
+    if (seen.has(event.eventId)) {
+      duplicates += 1
+      problems.push(`event ${event.eventId} seen twice`)
+      continue
+    }
+    seen.add(event.eventId)
+    const user = users.get(event.userId) ?? { balance: 0, seq: 0 }
+    if (event.seq !== user.seq + 1) problems.push(`user ${event.userId}: seq ${event.seq} where ${user.seq + 1} was due`)
+    user.balance += event.amount
+    user.seq = event.seq
+    if (user.balance !== event.balanceAfter) problems.push(`user ${event.userId} seq ${event.seq}: balanceAfter ${event.balanceAfter}, rebuilt ${user.balance}`)
+    users.set(event.userId, user)
+  }
+  return { users, problems, events: seen.size, duplicates }
+}
+
+/** One user's row of the database: its balance and the last seq of its events, read in one snapshot. */
+export interface DatabaseUser { id: number, balance: number, lastSeq: number }
+
+/**
+ * Rebuilt balances against the database's: a user whose last seq the rebuild reached must have the same balance; a
+ * user the rebuild has not caught up with yet (more events in the database) is counted as behind, not as wrong.
+ */
+export function compareWithDatabase (rebuilt: Rebuilt, database: DatabaseUser[]): { checked: number, behind: number, mismatches: string[] } {
+  const mismatches: string[] = []
+  let checked = 0
+  let behind = 0
+  const known = new Set<number>()
+  for (const row of database) {
+    known.add(row.id)
+    const user = rebuilt.users.get(row.id) ?? { balance: 0, seq: 0 }
+    if (user.seq < row.lastSeq) { behind += 1; continue }
+    checked += 1
+    if (user.seq > row.lastSeq) mismatches.push(`user ${row.id}: the events reach seq ${user.seq}, the database ${row.lastSeq}`)
+    else if (user.balance !== row.balance) mismatches.push(`user ${row.id}: database ${row.balance}, events ${user.balance}`)
+  }
+  for (const id of rebuilt.users.keys()) if (!known.has(id)) mismatches.push(`user ${id}: in the events, not in the database`)
+  return { checked, behind, mismatches }
+}
+
+/** Every user's balance and last event seq, in one statement (one snapshot). */
+export const DATABASE_USERS_SQL = `
+  SELECT u.id, u.balance, coalesce((SELECT max(e.seq) FROM events e WHERE e.user_id = u.id), 0) AS last_seq
+  FROM users u ORDER BY u.id`
