@@ -857,6 +857,95 @@ AS $function$
   END
   $function$;
 
+CREATE OR REPLACE FUNCTION public.ledger_bulk(p_lock text, p_users bigint[], p_amounts bigint[], p_metadata jsonb[], p_min bigint, p_max bigint, p_key text, p_fingerprint text, p_ttl_seconds integer, p_purge_limit integer)
+ RETURNS TABLE(idempotency text, result jsonb)
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    n         INT := coalesce(cardinality(p_users), 0);
+    v_claim   RECORD;
+    v_ids     BIGINT[];
+    v_id      BIGINT;
+    v_now     TIMESTAMPTZ;
+    v_entries BIGINT[];
+    v_result  JSONB;
+  BEGIN
+    IF n = 0 OR cardinality(p_amounts) <> n OR cardinality(p_metadata) <> n THEN
+      RAISE EXCEPTION 'invariant: ledger_bulk got % users, % amounts, % metadata', n, cardinality(p_amounts), cardinality(p_metadata);
+    END IF;
+    IF p_key IS NOT NULL THEN
+      SELECT c.claim_state, c.claim_result INTO v_claim FROM idempotency_claim(p_key, p_fingerprint, p_ttl_seconds, p_purge_limit) c;
+      IF v_claim.claim_state <> 'claimed' THEN
+        RETURN QUERY SELECT v_claim.claim_state, v_claim.claim_result;
+        RETURN;
+      END IF;
+    END IF;
+
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
+    IF p_lock = 'advisory' THEN
+      FOREACH v_id IN ARRAY v_ids LOOP
+        PERFORM pg_advisory_xact_lock(v_id);
+      END LOOP;
+      -- The row locks too: an instance of another strategy may write these rows without the advisory locks.
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    v_now := clock_timestamp();
+    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+
+    -- The first item a one-at-a-time run in array order would refuse, if any: then nothing is written.
+    WITH items AS (
+      SELECT t.i, t.u, t.a FROM unnest(p_users, p_amounts) WITH ORDINALITY AS t(u, a, i)
+    ), run AS (
+      SELECT x.i, x.u, x.a, s.balance, s.held,
+             s.balance + sum(x.a::NUMERIC) OVER (PARTITION BY x.u ORDER BY x.i) AS after
+      FROM items x LEFT JOIN users s ON s.id = x.u
+    )
+    SELECT jsonb_build_object('operation', 'bulk',
+             'outcome', CASE WHEN r.balance IS NULL THEN 'user_not_found'
+                             WHEN r.after < p_min + r.held THEN 'insufficient_funds'
+                             ELSE 'balance_limit_exceeded' END,
+             'index', r.i - 1, 'userId', r.u, 'amount', r.a,
+             'balance', (r.after - r.a)::BIGINT, 'available', (r.after - r.a - r.held)::BIGINT)
+      INTO v_result
+      FROM run r
+      WHERE r.balance IS NULL OR r.after < p_min + r.held OR r.after > p_max
+      ORDER BY r.i LIMIT 1;
+
+    IF v_result IS NULL THEN
+      SELECT array_agg(s.id ORDER BY s.id) INTO v_entries
+        FROM (SELECT nextval('journal_entries_id_seq') AS id FROM generate_series(1, n)) s;
+      WITH items AS (
+        SELECT t.i, t.u, t.a FROM unnest(p_users, p_amounts) WITH ORDINALITY AS t(u, a, i)
+      ), run AS (
+        SELECT x.i, x.u, x.a, s.held,
+               (s.balance + sum(x.a::NUMERIC) OVER (PARTITION BY x.u ORDER BY x.i))::BIGINT AS after
+        FROM items x JOIN users s ON s.id = x.u
+      ), journal AS (
+        INSERT INTO journal_entries (id, user_id, amount, balance_after, kind, idempotency_key, metadata)
+          SELECT v_entries[r.i], r.u, r.a, r.after, 'change', p_key, p_metadata[r.i] FROM run r
+      ), balances AS (
+        UPDATE users u SET balance = f.after, updated_at = now()
+          FROM (SELECT DISTINCT ON (r.u) r.u, r.after FROM run r ORDER BY r.u, r.i DESC) f
+          WHERE u.id = f.u
+      )
+      SELECT jsonb_build_object('operation', 'bulk', 'outcome', 'applied', 'results',
+               jsonb_agg(jsonb_build_object('userId', r.u, 'amount', r.a, 'balance', r.after,
+                                            'available', r.after - r.held, 'entryId', v_entries[r.i]) ORDER BY r.i))
+        INTO v_result
+        FROM run r;
+    END IF;
+
+    IF p_key IS NOT NULL THEN
+      PERFORM idempotency_store(p_key, v_result, CASE WHEN v_result->>'outcome' = 'applied' THEN v_entries ELSE '{}'::BIGINT[] END);
+    END IF;
+    RETURN QUERY SELECT 'executed'::TEXT, v_result;
+  END
+  $function$;
+
 CREATE OR REPLACE FUNCTION public.transfer_atomic_attempt(p_from bigint, p_to bigint, p_amount bigint, p_min bigint, p_max bigint, p_key text, p_metadata jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql

@@ -9,6 +9,7 @@ import { atomicRefusalRechecked } from './0007-atomic-refusal-rechecked.js'
 import { strategiesMixExactly } from './0008-strategies-mix-exactly.js'
 import { idempotencyPurgeLast } from './0009-idempotency-purge-last.js'
 import { holds } from './0010-holds.js'
+import { bulk } from './0012-bulk.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -22,4 +23,5 @@ export const migrations: Migration[] = [
   strategiesMixExactly,
   idempotencyPurgeLast,
   holds,
+  bulk,
 ]
