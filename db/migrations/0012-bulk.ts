@@ -114,12 +114,122 @@ const BULK = `
   $fn$;
 `
 
+/**
+ * A bulk request's keyless changes, each decided on its own (POST /api/balance/batch without `atomic`), in ONE
+ * transaction: the same locks in the same order as ledger_bulk(), the clock once, expired holds released; then each
+ * change in array order against its user's running figures, exactly as a one-at-a-time run in that order would decide
+ * it, a refused change skipped (different users are independent, so the walk goes user by user, each user's changes in
+ * array order: O(n log n)). Balances written once per user, the journal in one INSERT with ids ascending in array
+ * order. One row per change, in array order: ord (1-based), outcome, balance (after, or the one it met), entry_id,
+ * available.
+ */
+const BULK_EACH = `
+  CREATE FUNCTION ledger_bulk_each(p_lock TEXT, p_users BIGINT[], p_amounts BIGINT[], p_metadata JSONB[], p_min BIGINT, p_max BIGINT)
+  RETURNS TABLE (ord INT, outcome TEXT, balance BIGINT, entry_id BIGINT, available BIGINT)
+  LANGUAGE plpgsql VOLATILE AS $fn$
+  DECLARE
+    n         INT := coalesce(cardinality(p_users), 0);
+    v_ids     BIGINT[];
+    v_id      BIGINT;
+    v_now     TIMESTAMPTZ;
+    r         RECORD;
+    v_user    BIGINT;
+    v_found   BOOLEAN;
+    v_balance BIGINT;
+    v_held    BIGINT;
+    v_dirty   BOOLEAN;
+    v_outcome TEXT[]   := array_fill(NULL::TEXT, ARRAY[n]);
+    v_after   BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_avail   BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_entry   BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    v_applied BOOLEAN[] := array_fill(false, ARRAY[n]);
+    v_final_u BIGINT[] := '{}';
+    v_final_b BIGINT[] := '{}';
+    v_count   INT := 0;
+    v_entries BIGINT[];
+    v_j       INT := 0;
+  BEGIN
+    IF n = 0 OR cardinality(p_amounts) <> n OR cardinality(p_metadata) <> n THEN
+      RAISE EXCEPTION 'invariant: ledger_bulk_each got % users, % amounts, % metadata', n, cardinality(p_amounts), cardinality(p_metadata);
+    END IF;
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
+    IF p_lock = 'advisory' THEN
+      FOREACH v_id IN ARRAY v_ids LOOP
+        PERFORM pg_advisory_xact_lock(v_id);
+      END LOOP;
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    v_now := clock_timestamp();
+    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+
+    FOR r IN
+      SELECT x.i, x.u, x.a, s.balance AS start, s.held
+      FROM unnest(p_users, p_amounts) WITH ORDINALITY AS x(u, a, i) LEFT JOIN users s ON s.id = x.u
+      ORDER BY x.u, x.i
+    LOOP
+      IF v_user IS DISTINCT FROM r.u THEN
+        IF v_dirty THEN
+          v_final_u := v_final_u || v_user;
+          v_final_b := v_final_b || v_balance;
+        END IF;
+        v_user := r.u; v_found := r.start IS NOT NULL; v_balance := r.start; v_held := r.held; v_dirty := false;
+      END IF;
+      IF NOT v_found THEN
+        v_outcome[r.i] := 'user_not_found';
+        CONTINUE;
+      ELSIF v_balance + r.a < p_min + v_held THEN
+        v_outcome[r.i] := 'insufficient_funds';
+      ELSIF v_balance + r.a > p_max THEN
+        v_outcome[r.i] := 'balance_limit_exceeded';
+      ELSE
+        v_balance := v_balance + r.a;
+        v_outcome[r.i] := 'applied';
+        v_applied[r.i] := true;
+        v_count := v_count + 1;
+        v_dirty := true;
+      END IF;
+      v_after[r.i] := v_balance;
+      v_avail[r.i] := v_balance - v_held;
+    END LOOP;
+    IF v_dirty THEN
+      v_final_u := v_final_u || v_user;
+      v_final_b := v_final_b || v_balance;
+    END IF;
+
+    IF v_count > 0 THEN
+      UPDATE users u SET balance = f.b, updated_at = now() FROM unnest(v_final_u, v_final_b) AS f(u, b) WHERE u.id = f.u;
+      SELECT array_agg(s.id ORDER BY s.id) INTO v_entries
+        FROM (SELECT nextval('journal_entries_id_seq') AS id FROM generate_series(1, v_count)) s;
+      FOR i IN 1..n LOOP
+        IF v_applied[i] THEN
+          v_j := v_j + 1;
+          v_entry[i] := v_entries[v_j];
+        END IF;
+      END LOOP;
+      INSERT INTO journal_entries (id, user_id, amount, balance_after, kind, metadata)
+        SELECT v_entry[x.i], x.u, x.a, v_after[x.i], 'change', p_metadata[x.i]
+        FROM unnest(p_users, p_amounts) WITH ORDINALITY AS x(u, a, i) WHERE v_applied[x.i];
+    END IF;
+    RETURN QUERY
+      SELECT x.i::INT, x.outcome, x.after, x.entry, x.avail
+      FROM unnest(v_outcome, v_after, v_entry, v_avail) WITH ORDINALITY AS x(outcome, after, entry, avail, i)
+      ORDER BY x.i;
+  END
+  $fn$;
+`
+
 export const bulk: Migration = {
   name: '0012-bulk',
   async up ({ context: sequelize }) {
     await sequelize.query(BULK)
+    await sequelize.query(BULK_EACH)
   },
   async down ({ context: sequelize }) {
+    await sequelize.query('DROP FUNCTION ledger_bulk_each(TEXT, BIGINT[], BIGINT[], JSONB[], BIGINT, BIGINT)')
     await sequelize.query('DROP FUNCTION ledger_bulk(TEXT, BIGINT[], BIGINT[], JSONB[], BIGINT, BIGINT, TEXT, TEXT, INT, INT)')
   },
 }

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { build, sql, strategies } from '../helper.js'
 import { MAX, assertBooksBalance, balanceOf, journal, newUser, request, snapshot } from '../support/ledger.js'
@@ -57,59 +57,66 @@ function normalized (status: number, body: Json, replayed: boolean, ids: Record<
   }
 }
 
-async function side (app: FastifyInstance, label: string): Promise<{ users: Record<Step['role'], number>, ids: Record<number, string>, changes: Json[] }> {
+async function side (app: FastifyInstance, label: string, steps: Step[]): Promise<{ users: Record<Step['role'], number>, ids: Record<number, string>, changes: Json[] }> {
   const a = await newUser(app, 100)
   const b = await newUser(app, 5)
   await hold(app, a, 30)
   const users = { a, b, missing: MISSING }
-  const changes = script.map(({ role, amount, key, metadata }) => ({
+  const changes = steps.map(({ role, amount, key, metadata }) => ({
     userId: users[role], amount, ...(key === undefined ? {} : { idempotencyKey: `${label}-${key}` }), ...(metadata === undefined ? {} : { metadata }),
   }))
   return { users, ids: { [a]: 'a', [b]: 'b' }, changes }
+}
+
+/** The steps played as PATCHes one by one on one set of users and as one bulk request on another: the same answers. */
+async function compare (t: Test, app: FastifyInstance, label: string, steps: Step[]): Promise<Json[]> {
+  const singles = await side(app, `${label}-patch`, steps)
+  const expected: Json[] = []
+  for (const { idempotencyKey, ...body } of singles.changes) {
+    const res = await request(app, 'PATCH', '/api/balance', body, idempotencyKey as string | undefined)
+    expected.push(normalized(res.statusCode, res.json(), res.headers['idempotent-replayed'] === 'true', singles.ids))
+  }
+  const bulked = await side(app, `${label}-bulk`, steps)
+  const res = await bulk(app, { changes: bulked.changes })
+  t.equal(res.statusCode, 200, res.body)
+  const results = (res.json() as { results: Json[] }).results
+  const got = results.map(({ status, replayed, ...body }) => normalized(status as number, body, replayed === true, bulked.ids))
+  t.same(got, expected, `${label}: statuses and bodies, in order, equal those of the same changes sent as PATCHes one by one`)
+  // The journals of both sides are the same changes in the same order.
+  const shape = (rows: Awaited<ReturnType<typeof journal>>): unknown => rows.map(({ amount, balanceAfter, kind }) => ({ amount, balanceAfter, kind }))
+  for (const role of ['a', 'b'] as const) t.same(shape(await journal(app, bulked.users[role])), shape(await journal(app, singles.users[role])), `${label}: user ${role}'s journal`)
+  const keyed = (await journal(app, bulked.users.b)).filter((entry) => entry.idempotencyKey !== null).map((entry) => entry.idempotencyKey)
+  t.same(keyed, steps.some((step) => step.key !== undefined) ? [`${label}-bulk-k1`, `${label}-bulk-k2`] : [], `${label}: entries carry their keys; a replay or a reuse wrote nothing`)
+  return got
+}
+
+/** 300 changes to one user in one request (some beyond its balance): every answer is the one an in-order run gives. */
+async function hotUser (t: Test, app: FastifyInstance, keyed: boolean): Promise<void> {
+  const hot = await newUser(app, 0)
+  const many = Array.from({ length: 300 }, (_, i) => ({ userId: hot, amount: i % 3 === 2 ? -2 : 1, ...(keyed ? { idempotencyKey: `hot-${i}` } : {}) }))
+  const storm = await bulk(app, { changes: many })
+  let running = 0
+  const inOrder = (storm.json() as { results: Json[] }).results.every((result, i) => {
+    const amount = many[i]!.amount
+    if (running + amount < 0) return result.status === 409 && result.balance === running
+    running += amount
+    return result.status === 200 && result.balance === running
+  })
+  t.ok(inOrder, `${keyed ? 'keyed' : 'keyless'}: every answer of 300 to one user is the one an in-order run gives`)
+  t.equal(await balanceOf(app, hot), running)
 }
 
 for (const strategy of strategies) {
   for (const groupCommit of ['on', 'off']) {
     t.test(`${strategy}, group commit ${groupCommit}: each change of a bulk request answers as its PATCH would`, async (t) => {
       const { app } = await build(t, { strategy, env: { GROUP_COMMIT: groupCommit } })
-
-      const singles = await side(app, 'patch')
-      const expected: Json[] = []
-      for (const { idempotencyKey, ...body } of singles.changes) {
-        const res = await request(app, 'PATCH', '/api/balance', body, idempotencyKey as string | undefined)
-        expected.push(normalized(res.statusCode, res.json(), res.headers['idempotent-replayed'] === 'true', singles.ids))
-      }
-
-      const bulked = await side(app, 'bulk')
-      const res = await bulk(app, { changes: bulked.changes })
-      t.equal(res.statusCode, 200, res.body)
-      const results = (res.json() as { results: Json[] }).results
-      const got = results.map(({ status, replayed, ...body }) => normalized(status as number, body, replayed === true, bulked.ids))
-      t.same(got, expected, 'statuses and bodies, in order, equal those of the same changes sent as PATCHes one by one')
+      // With keys, the changes go through the users' lanes; without, in one transaction: the same answers either way.
+      const got = await compare(t, app, 'keyed', script)
       t.same(got.map((answer) => answer.status), [200, 200, 409, 404, 200, 422, 409, 200, 200, 200], 'the script reaches every answer')
-
-      // The journals of both sides are the same changes in the same order.
-      for (const role of ['a', 'b'] as const) {
-        const shape = (rows: Awaited<ReturnType<typeof journal>>): unknown => rows.map(({ amount, balanceAfter, kind }) => ({ amount, balanceAfter, kind }))
-        t.same(shape(await journal(app, bulked.users[role])), shape(await journal(app, singles.users[role])), `user ${role}'s journal`)
-      }
-      // A bulk item's entry carries its key; the replay and the reuse wrote nothing.
-      const keyed = (await journal(app, bulked.users.b)).filter((entry) => entry.idempotencyKey !== null).map((entry) => entry.idempotencyKey)
-      t.same(keyed, ['bulk-k1', 'bulk-k2'])
-
-      // Many changes to one hot user in one request: array order, batched with group commit on.
-      const hot = await newUser(app, 0)
-      const many = Array.from({ length: 300 }, (_, i) => ({ userId: hot, amount: i % 3 === 2 ? -2 : 1 }))
-      const storm = await bulk(app, { changes: many })
-      let running = 0
-      const inOrder = (storm.json() as { results: Json[] }).results.every((result, i) => {
-        const amount = many[i]!.amount
-        if (running + amount < 0) return result.status === 409 && result.balance === running
-        running += amount
-        return result.status === 200 && result.balance === running
-      })
-      t.ok(inOrder, 'every answer is the one an in-order run gives')
-      t.equal(await balanceOf(app, hot), running)
+      const keyless = await compare(t, app, 'keyless', script.map(({ key, ...step }) => step))
+      t.same(keyless.map((answer) => answer.status), [200, 200, 409, 404, 200, 200, 409, 200, 200, 200])
+      await hotUser(t, app, true)
+      await hotUser(t, app, false)
       await assertBooksBalance(t, app)
     })
   }
