@@ -204,7 +204,7 @@ export class BalanceService {
 
   /**
    * Every change of a bulk request, each answered as if it were sent alone (a PATCH, keyed by its idempotencyKey),
-   * in array order per user. All are submitted at once: with group commit, a user's changes join that user's lane
+   * in array order per user. Without any key: one transaction (changeEachKeyless). With keys, all are submitted at once: with group commit, a user's changes join that user's lane
    * in array order (they are submitted synchronously, one after another, and a lane is a FIFO), so they share its
    * batches; without it, a user's changes wait for each other (different users' still run at once). A key repeated in
    * the request waits for its first item and then replays it (or is a reuse), as two PATCHes one after the other

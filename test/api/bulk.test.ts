@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { build, sql, strategies } from '../helper.js'
+import { BalanceClient } from '../../src/client/index.js'
+import { build, listen, sql, strategies } from '../helper.js'
 import { MAX, assertBooksBalance, balanceOf, journal, newUser, request, snapshot } from '../support/ledger.js'
 
 /**
@@ -294,4 +295,25 @@ t.test('the OpenAPI document describes the route', async (t) => {
   const operation = doc.paths['/api/balance/batch']?.post
   t.ok(operation, 'POST /api/balance/batch is documented')
   t.same(Object.keys(operation?.responses ?? {}).filter((status) => ['200', '400', '409', '413', '422'].includes(status)).sort(), ['200', '400', '409', '413', '422'])
+})
+
+t.test('the client: changeBalances', async (t) => {
+  const { app } = await build(t)
+  const baseUrl = await listen(app)
+  const api = new BalanceClient({ baseUrl })
+  const a = await newUser(app, 10)
+
+  const each = await api.changeBalances({ changes: [{ userId: a, amount: -4 }, { userId: a, amount: -20 }, { userId: a, amount: 1, idempotencyKey: 'mine' }] })
+  t.match(each.data.results, [{ status: 200, balance: 6 }, { status: 409, code: 'INSUFFICIENT_FUNDS' }, { status: 200, balance: 7 }])
+  t.equal(each.changeKeys?.length, 3, 'a key per change')
+  t.equal(each.changeKeys?.[2], 'mine', 'the caller\'s key kept')
+  t.equal(each.idempotencyKey, undefined)
+
+  const atomic = await api.changeBalances({ atomic: true, changes: [{ userId: a, amount: -7 }] }, { idempotencyKey: 'whole' })
+  t.match(atomic.data.results, [{ status: 200, balance: 0 }])
+  t.equal(atomic.idempotencyKey, 'whole')
+  const again = await api.changeBalances({ atomic: true, changes: [{ userId: a, amount: -7 }] }, { idempotencyKey: 'whole' })
+  t.equal(again.replayed, true)
+  await t.rejects(api.changeBalances({ atomic: true, changes: [{ userId: a, amount: -1 }] }), { status: 409, code: 'BULK_REFUSED' })
+  await t.rejects(api.changeBalances({ changes: [{ userId: a, amount: 1 }] }, { idempotencyKey: 'x' }), RangeError)
 })
