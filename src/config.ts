@@ -9,6 +9,9 @@ export const MAX_HOLD_LIFETIME_SECONDS = 2_592_000
 /** The largest GROUP_COMMIT_MAX_BATCH accepted: one statement's arrays stay small (src/strategies/group-commit.ts). */
 export const MAX_BATCH_LIMIT = 4096
 
+/** The largest BULK_MAX_CHANGES accepted: bounds one request's body (src/limits.ts) and one atomic transaction. */
+export const MAX_BULK_CHANGES_LIMIT = 5000
+
 /** The concurrency strategies, the one list: the config schema, src/strategies/index.ts and the tests read it. */
 export const STRATEGY_NAMES = ['advisory', 'atomic', 'row-lock'] as const
 
@@ -120,6 +123,12 @@ export const EnvSchema = Type.Object({
     maximum: MAX_HOLD_LIFETIME_SECONDS,
     default: 604_800,
     description: 'The longest expiresInSeconds a hold may ask for (7 days by default); above it, 400 HOLD_EXPIRY_TOO_LONG',
+  }),
+  BULK_MAX_CHANGES: Type.Integer({
+    minimum: 1,
+    maximum: MAX_BULK_CHANGES_LIMIT,
+    default: 1000,
+    description: 'Most changes one POST /api/balance/batch may carry; more are refused (413 BULK_TOO_MANY_CHANGES)',
   }),
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
   LOG_PRETTY: Type.Optional(Type.Boolean({

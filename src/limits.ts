@@ -53,3 +53,11 @@ export const limits = {
    */
   pluginTimeoutMs: 120_000,
 } as const
+
+/**
+ * The body limit of POST /api/balance/batch: every item may be as large as a PATCH body (limits.bodyLimitBytes, which
+ * the largest metadata is sized to fit), plus one such allowance for the envelope. Only that route gets it.
+ */
+export function bulkBodyLimitBytes (maxChanges: number): number {
+  return (maxChanges + 1) * limits.bodyLimitBytes
+}

@@ -10,6 +10,7 @@ import { strategiesMixExactly } from './0008-strategies-mix-exactly.js'
 import { idempotencyPurgeLast } from './0009-idempotency-purge-last.js'
 import { holds } from './0010-holds.js'
 import { eventsMigration } from './0011-events.js'
+import { bulk } from './0012-bulk.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -24,4 +25,5 @@ export const migrations: Migration[] = [
   idempotencyPurgeLast,
   holds,
   eventsMigration,
+  bulk,
 ]

@@ -17,6 +17,8 @@ type Json<T> = T extends { content: { 'application/json': infer Body } } ? Body 
 
 export type ChangeBalanceInput = Json<paths['/api/balance']['patch']['requestBody']>
 export type ChangeBalanceResult = Json<paths['/api/balance']['patch']['responses'][200]>
+export type ChangeBalancesInput = Json<paths['/api/balance/batch']['post']['requestBody']>
+export type ChangeBalancesResult = Json<paths['/api/balance/batch']['post']['responses'][200]>
 export type TransferInput = Json<paths['/api/transfers']['post']['requestBody']>
 export type TransferResult = Json<paths['/api/transfers']['post']['responses'][201]>
 export type CreateUserInput = Json<NonNullable<paths['/api/users']['post']['requestBody']>>
@@ -107,6 +109,14 @@ export interface WriteResult<T> {
   attempts: number
   /** The x-request-id the service answered with. */
   requestId: string | undefined
+}
+
+/** A bulk write's result: atomic requests are keyed as a whole, other requests change by change. */
+export interface BulkWriteResult extends Omit<WriteResult<ChangeBalancesResult>, 'idempotencyKey'> {
+  /** With `atomic: true`: the request's Idempotency-Key. Otherwise undefined (see `changeKeys`). */
+  idempotencyKey: string | undefined
+  /** Without `atomic`: each change's idempotencyKey, in order (the caller's, or a fresh UUID). */
+  changeKeys: string[] | undefined
 }
 
 export interface HistoryOptions extends RequestOptions, HistoryQuery {}
@@ -223,6 +233,24 @@ export class BalanceClient {
   /** PATCH /api/balance: adds `amount` (negative takes money out) to the user's balance. */
   async changeBalance (input: ChangeBalanceInput, options: WriteOptions = {}): Promise<WriteResult<ChangeBalanceResult>> {
     return await this.write<ChangeBalanceResult>('PATCH', '/api/balance', input, options)
+  }
+
+  /**
+   * POST /api/balance/batch: many changes in one request. Without `atomic`, each change is answered on its own
+   * (`data.results[i].status`) and carries its own idempotencyKey (the caller's, or a fresh UUID), so a retry of the
+   * request replays what already ran; with `atomic: true`, all apply or none (BULK_REFUSED), keyed by
+   * `options.idempotencyKey` like any write. A change answered 503 inside a 200 is not retried: send it again with its key.
+   */
+  async changeBalances (input: ChangeBalancesInput, options: WriteOptions = {}): Promise<BulkWriteResult> {
+    if (input.atomic === true) {
+      const result = await this.write<ChangeBalancesResult>('POST', '/api/balance/batch', input, options)
+      return { ...result, changeKeys: undefined }
+    }
+    if (options.idempotencyKey !== undefined) throw new RangeError('idempotencyKey: only for atomic: true (give each change its own idempotencyKey)')
+    const changes = input.changes.map((change) => ({ ...change, idempotencyKey: change.idempotencyKey ?? randomUUID() }))
+    for (const { idempotencyKey } of changes) if (!KEY_PATTERN.test(idempotencyKey)) throw new RangeError('changes[].idempotencyKey: 1–255 printable ASCII characters')
+    const answer = await this.send({ method: 'POST', path: '/api/balance/batch', body: { ...input, changes }, idempotencyKey: undefined, probe: false, options })
+    return { data: answer.body as ChangeBalancesResult, idempotencyKey: undefined, changeKeys: changes.map((change) => change.idempotencyKey), replayed: false, status: answer.status, attempts: answer.attempts, requestId: answer.requestId }
   }
 
   /** POST /api/transfers: moves `amount` (> 0) from one user to another; both legs commit together or not at all. */
@@ -466,6 +494,7 @@ function searchOf (values: Record<string, string | number | undefined>): string 
  */
 export const ROUTE_METHODS = {
   '/api/balance': 'changeBalance',
+  '/api/balance/batch': 'changeBalances',
   '/api/transfers': 'transfer',
   '/api/users': 'createUser',
   '/api/users/{id}': 'getUser',

@@ -334,6 +334,440 @@ export interface paths {
         };
         trace?: never;
     };
+    "/api/balance/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change many balances
+         * @description Up to 1000 changes in one request. By default each is answered on its own, as if sent alone as PATCH /api/balance (per-change `idempotencyKey`; changes to one user apply in array order and share group-commit batches). With `atomic: true` all apply in one transaction or none do (one Idempotency-Key header for the whole request; per-change keys are 400 BULK_ITEM_KEY_IN_ATOMIC).
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    /**
+                     * @description Makes the write safe to retry: the same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and changes nothing; with a different body it is a 422 IDEMPOTENCY_KEY_REUSED.
+                     * @example 3f0c6d1e-order-1234
+                     */
+                    "idempotency-key"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    /**
+                     * @example {
+                     *       "changes": [
+                     *         {
+                     *           "userId": 1,
+                     *           "amount": -2
+                     *         },
+                     *         {
+                     *           "userId": 2,
+                     *           "amount": 2
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description false: each change answered on its own, as if sent alone. true: every change applied in one transaction, or none (409 BULK_REFUSED)
+                         * @default false
+                         */
+                        atomic?: boolean;
+                        /** @description 1 to 1000 changes (BULK_MAX_CHANGES), in the order they are applied per user; more: 413 BULK_TOO_MANY_CHANGES */
+                        changes: {
+                            /**
+                             * @description Non-zero integer in the smallest unit; negative takes money out
+                             * @example -2
+                             */
+                            amount: number;
+                            /**
+                             * @description This change's Idempotency-Key, exactly as the header of a PATCH: the same key with the same change replays its first answer (also across PATCH and bulk requests, and within one request); only when `atomic` is false
+                             * @example 3f0c6d1e-order-1234
+                             */
+                            idempotencyKey?: string;
+                            /**
+                             * @description Your own labels for this write: up to 16 keys (1–40 characters of A–Z a–z 0–9 _ . : -), string values of at most 120 characters. Part of the request an Idempotency-Key identifies.
+                             * @example {
+                             *       "orderId": "A-1234"
+                             *     }
+                             */
+                            metadata?: {
+                                [key: string]: string;
+                            };
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        }[];
+                    };
+                };
+            };
+            responses: {
+                /** @description One result per change, in order: `status` is what the change alone would have got, the rest is its body. With `atomic: true` every status is 200 */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "results": [
+                         *         {
+                         *           "status": 200,
+                         *           "userId": 1,
+                         *           "balance": 9998,
+                         *           "amount": -2,
+                         *           "entryId": 2,
+                         *           "available": 9998
+                         *         },
+                         *         {
+                         *           "status": 404,
+                         *           "statusCode": 404,
+                         *           "code": "USER_NOT_FOUND",
+                         *           "error": "Not Found",
+                         *           "message": "User 99 does not exist"
+                         *         }
+                         *       ]
+                         *     }
+                         */
+                        "application/json": {
+                            /** @description One per change, in the order sent */
+                            results: ({
+                                /**
+                                 * @description The amount applied, as sent
+                                 * @example -2
+                                 */
+                                amount: number;
+                                /** @description balance − active holds after the change */
+                                available?: number;
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance: number;
+                                /**
+                                 * @description The journal entry this change wrote
+                                 * @example 2
+                                 */
+                                entryId: number;
+                                /**
+                                 * @description Replayed from its idempotencyKey (a PATCH says so in Idempotent-Replayed: true); absent when run now
+                                 * @enum {boolean}
+                                 */
+                                replayed?: true;
+                                /**
+                                 * @description The HTTP status the change alone would have got
+                                 * @enum {number}
+                                 */
+                                status: 200;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId: number;
+                            } | {
+                                /** @description With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked */
+                                available?: number;
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance?: number;
+                                /** @example INSUFFICIENT_FUNDS */
+                                code: string;
+                                /** @example Conflict */
+                                error: string;
+                                /** @example Insufficient funds: user 1 has 0, the change is -2 */
+                                message: string;
+                                /** @enum {boolean} */
+                                replayed?: true;
+                                /**
+                                 * @description The HTTP status the change alone would have got
+                                 * @example 409
+                                 */
+                                status: number;
+                                /** @example 409 */
+                                statusCode: number;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId?: number;
+                            })[];
+                        };
+                    };
+                };
+                /** @description FST_ERR_VALIDATION naming the change (`body/changes/3/amount must be …`), an empty list, malformed JSON; BULK_ITEM_KEY_IN_ATOMIC (with `index`): a change has an idempotencyKey in an atomic request; BULK_KEY_NEEDS_ATOMIC: an Idempotency-Key header without `atomic: true` */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 400,
+                         *       "code": "FST_ERR_VALIDATION",
+                         *       "error": "Bad Request",
+                         *       "message": "body/changes/3/amount must be integer"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @example FST_ERR_VALIDATION */
+                            code: string;
+                            error: string;
+                            /** @description With BULK_ITEM_KEY_IN_ATOMIC: the first change that carries a key */
+                            index?: number;
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 400;
+                        };
+                    };
+                };
+                /** @description UNAUTHORIZED: no `Authorization: Bearer <token>` header, or not one of the configured tokens */
+                401: {
+                    headers: {
+                        /** @description Always sent with a 401 */
+                        "WWW-Authenticate"?: "Bearer realm=\"balance-api\"";
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 401,
+                         *       "code": "UNAUTHORIZED",
+                         *       "error": "Unauthorized",
+                         *       "message": "This route needs an \"Authorization: Bearer <token>\" header with a valid token"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description FORBIDDEN: the token is a read-only one (API_READ_TOKENS) and this route writes */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 403,
+                         *       "code": "FORBIDDEN",
+                         *       "error": "Forbidden",
+                         *       "message": "This token may only read (it is one of API_READ_TOKENS); a write needs one of API_TOKENS"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description ERR_HTTP_REQUEST_TIMEOUT: the request (headers or body) took longer than the server's limits to arrive; the connection is closed */
+                408: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 408,
+                         *       "code": "ERR_HTTP_REQUEST_TIMEOUT",
+                         *       "error": "Request Timeout",
+                         *       "message": "Request Timeout: the request could not be read as HTTP (ERR_HTTP_REQUEST_TIMEOUT)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description BULK_REFUSED (with `atomic: true`): a change was refused, so nothing was applied; `index` is the first refused change and `item` what it alone would have got (`status` and body: USER_NOT_FOUND, INSUFFICIENT_FUNDS with the running balance and available it met, BALANCE_LIMIT_EXCEEDED) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 409,
+                         *       "code": "BULK_REFUSED",
+                         *       "error": "Conflict",
+                         *       "message": "Nothing was applied: change 1 was refused (INSUFFICIENT_FUNDS): Insufficient funds: user 1 has 0, the change is -2",
+                         *       "index": 1,
+                         *       "item": {
+                         *         "status": 409,
+                         *         "statusCode": 409,
+                         *         "code": "INSUFFICIENT_FUNDS",
+                         *         "error": "Conflict",
+                         *         "message": "Insufficient funds: user 1 has 0, the change is -2",
+                         *         "userId": 1,
+                         *         "balance": 0,
+                         *         "available": 0
+                         *       }
+                         *     }
+                         */
+                        "application/json": {
+                            /** @enum {string} */
+                            code: "BULK_REFUSED";
+                            /** @example Conflict */
+                            error: string;
+                            /** @description The first refused change, 0-based */
+                            index: number;
+                            /** @description The change was refused: 404 USER_NOT_FOUND, 409 INSUFFICIENT_FUNDS / BALANCE_LIMIT_EXCEEDED, 422 IDEMPOTENCY_KEY_REUSED, 503 OVERLOADED / DB_UNAVAILABLE; the body is that error's */
+                            item: {
+                                /** @description With INSUFFICIENT_FUNDS: balance − active holds, the figure that was checked */
+                                available?: number;
+                                /**
+                                 * @description Balance in the smallest unit (cents, points)
+                                 * @example 10000
+                                 */
+                                balance?: number;
+                                /** @example INSUFFICIENT_FUNDS */
+                                code: string;
+                                /** @example Conflict */
+                                error: string;
+                                /** @example Insufficient funds: user 1 has 0, the change is -2 */
+                                message: string;
+                                /** @enum {boolean} */
+                                replayed?: true;
+                                /**
+                                 * @description The HTTP status the change alone would have got
+                                 * @example 409
+                                 */
+                                status: number;
+                                /** @example 409 */
+                                statusCode: number;
+                                /**
+                                 * @description User id
+                                 * @example 1
+                                 */
+                                userId?: number;
+                            };
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 409;
+                        };
+                    };
+                };
+                /** @description BULK_TOO_MANY_CHANGES (with `maxChanges`): more than 1000 changes; FST_ERR_CTP_BODY_TOO_LARGE: a body over 1001 × 4 KiB */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 413,
+                         *       "code": "BULK_TOO_MANY_CHANGES",
+                         *       "error": "Payload Too Large",
+                         *       "message": "body/changes has 1001 items; at most 1000 (BULK_MAX_CHANGES) per request",
+                         *       "maxChanges": 1000
+                         *     }
+                         */
+                        "application/json": {
+                            /** @example BULK_TOO_MANY_CHANGES */
+                            code: string;
+                            error: string;
+                            /** @description With BULK_TOO_MANY_CHANGES: BULK_MAX_CHANGES */
+                            maxChanges?: number;
+                            message: string;
+                            /** @enum {number} */
+                            statusCode: 413;
+                        };
+                    };
+                };
+                /** @description FST_ERR_CTP_INVALID_MEDIA_TYPE: a body that is not `application/json` */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 415,
+                         *       "code": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                         *       "error": "Unsupported Media Type",
+                         *       "message": "Unsupported Media Type"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description An error */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
+                431: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 431,
+                         *       "code": "HPE_HEADER_OVERFLOW",
+                         *       "error": "Request Header Fields Too Large",
+                         *       "message": "Request Header Fields Too Large: the request could not be read as HTTP (HPE_HEADER_OVERFLOW)"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description INTERNAL_ERROR: a bug in the service, never caused by what the client sent; logged in full on the server */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 500,
+                         *       "code": "INTERNAL_ERROR",
+                         *       "error": "Internal Server Error",
+                         *       "message": "Internal Server Error"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description DB_UNAVAILABLE: PostgreSQL cannot be reached or the connection broke mid-request; the message says what is true for the request: a write with an Idempotency-Key learns its outcome by a retry with the same key, a write without one may or may not have been applied (look at the user's transactions before sending it again), a read changed nothing. OVERLOADED (with `Retry-After`): a bounded queue was full, the request's deadline passed, or the idempotency key table is at its bound (IDEMPOTENCY_MAX_KEYS); nothing was applied */
+                503: {
+                    headers: {
+                        /** @description With OVERLOADED: seconds to wait before retrying (not sent with DB_UNAVAILABLE) */
+                        "Retry-After"?: number;
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 503,
+                         *       "code": "DB_UNAVAILABLE",
+                         *       "error": "Service Unavailable",
+                         *       "message": "The database is unavailable; retry with the same Idempotency-Key to learn the outcome"
+                         *     }
+                         */
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/events": {
         parameters: {
             query?: never;

@@ -118,6 +118,8 @@ const CHECKS: Check[] = [
             WHEN result->>'operation' = 'capture' AND result->>'toEntryId' IS NOT NULL
               THEN ARRAY[(result->>'entryId')::BIGINT, (result->>'toEntryId')::BIGINT]
             WHEN result->>'operation' = 'capture' THEN ARRAY[(result->>'entryId')::BIGINT]
+            WHEN result->>'operation' = 'bulk' THEN ARRAY(SELECT (r.item->>'entryId')::BIGINT
+              FROM jsonb_array_elements(result->'results') WITH ORDINALITY AS r(item, n) ORDER BY r.n)
           END AS expected_ids
         FROM idempotency_keys
       )

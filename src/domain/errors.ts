@@ -169,3 +169,49 @@ export class OverloadedError extends DomainError {
     super(`The service is overloaded (${reason}); nothing was applied, retry after ${retryAfterSeconds} s`)
   }
 }
+
+/** A bulk request with more changes than BULK_MAX_CHANGES allows: refused before anything is read or written. */
+export class BulkTooManyChangesError extends DomainError {
+  readonly code = 'BULK_TOO_MANY_CHANGES'
+  constructor (readonly count: number, readonly maxChanges: number) {
+    super(`body/changes has ${count} items; at most ${maxChanges} (BULK_MAX_CHANGES) per request`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { maxChanges: this.maxChanges }
+  }
+}
+
+/**
+ * An atomic bulk request whose items carry their own idempotencyKey: it runs as one transaction, so it is keyed as
+ * one, by the Idempotency-Key header.
+ */
+export class BulkItemKeyInAtomicError extends DomainError {
+  readonly code = 'BULK_ITEM_KEY_IN_ATOMIC'
+  constructor (readonly index: number) {
+    super(`body/changes/${index}/idempotencyKey: an atomic bulk request is keyed as a whole, by its Idempotency-Key header; per-item keys are for atomic: false`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { index: this.index }
+  }
+}
+
+/** An Idempotency-Key header on a bulk request that is not atomic: each of its changes is keyed on its own. */
+export class BulkKeyNeedsAtomicError extends DomainError {
+  readonly code = 'BULK_KEY_NEEDS_ATOMIC'
+  constructor () {
+    super('An Idempotency-Key header keys an atomic bulk request (atomic: true); without atomic, give each change its own idempotencyKey')
+  }
+}
+
+/**
+ * An atomic bulk request refused as a whole because one of its changes was refused: `index` is the first such
+ * change (0-based, in array order), `refusal` what that change alone would have got. Nothing was applied.
+ */
+export class BulkRefusedError extends DomainError {
+  readonly code = 'BULK_REFUSED'
+  constructor (readonly index: number, readonly refusal: DomainError) {
+    super(`Nothing was applied: change ${index} was refused (${refusal.code}): ${refusal.message}`)
+  }
+}

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { DomainError, OverloadedError } from '../domain/errors.js'
+import { BulkRefusedError, DomainError, OverloadedError } from '../domain/errors.js'
 
 /** The one table from domain error codes to HTTP statuses. */
 const STATUS_BY_CODE: Record<string, number> = {
@@ -9,6 +9,10 @@ const STATUS_BY_CODE: Record<string, number> = {
   SAME_USER_CAPTURE: 400,
   HOLD_EXPIRY_TOO_LONG: 400,
   INVALID_CURSOR: 400,
+  BULK_ITEM_KEY_IN_ATOMIC: 400,
+  BULK_KEY_NEEDS_ATOMIC: 400,
+  BULK_TOO_MANY_CHANGES: 413,
+  BULK_REFUSED: 409,
   USER_NOT_FOUND: 404,
   HOLD_NOT_FOUND: 404,
   INSUFFICIENT_FUNDS: 409,
@@ -24,6 +28,21 @@ const STATUS_BY_CODE: Record<string, number> = {
 /** The standard error body `{statusCode, code, error, message}`. */
 export function errorBody (statusCode: number, code: string, message: string): { statusCode: number, code: string, error: string, message: string } {
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/**
+ * A domain error's status and body: the standard shape plus the figures that explain it. A refused atomic bulk
+ * request also carries `item`, the answer its first refused change would have got alone (`status` and body).
+ */
+export function domainErrorAnswer (error: DomainError): { statusCode: number, payload: Record<string, unknown> } {
+  const statusCode = STATUS_BY_CODE[error.code] ?? 500
+  const payload: Record<string, unknown> = { ...errorBody(statusCode, error.code, error.message), ...error.details() }
+  if (error instanceof BulkRefusedError) {
+    const item = domainErrorAnswer(error.refusal)
+    payload.index = error.index
+    payload.item = { status: item.statusCode, ...item.payload }
+  }
+  return { statusCode, payload }
 }
 
 /**
@@ -43,8 +62,7 @@ export function frameworkErrors (error: FastifyError, request: FastifyRequest, r
 export default fp(async function errorHandler (fastify) {
   fastify.setErrorHandler(async (error: FastifyError | DomainError, request, reply) => {
     if (error instanceof DomainError) {
-      const statusCode = STATUS_BY_CODE[error.code] ?? 500
-      const payload: Record<string, unknown> = { ...errorBody(statusCode, error.code, error.message), ...error.details() }
+      const { statusCode, payload } = domainErrorAnswer(error)
       if (statusCode >= 500) request.log.warn({ err: error.cause ?? error }, error.message)
       if (error.replayed) void reply.header('Idempotent-Replayed', 'true')
       if (error instanceof OverloadedError) void reply.header('Retry-After', String(error.retryAfterSeconds))

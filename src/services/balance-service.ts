@@ -1,6 +1,6 @@
 import type { Sequelize } from 'sequelize'
 import {
-  BalanceLimitExceededError, DomainError, DatabaseUnavailableError, HoldLifetimeTooLongError, HoldNotFoundError, InsufficientFundsError, SameUserCaptureError,
+  BalanceLimitExceededError, BulkRefusedError, DomainError, DatabaseUnavailableError, HoldLifetimeTooLongError, HoldNotFoundError, InsufficientFundsError, SameUserCaptureError,
   SameUserTransferError, UserNotFoundError, type UnavailableRequest,
 } from '../domain/errors.js'
 import { decodeCursor, encodeCursor } from '../domain/cursor.js'
@@ -8,6 +8,7 @@ import { isDatabaseUnavailable } from '../db/errors.js'
 import { boundedQuery } from '../db/pooler.js'
 import { balanceAt, createUser, historyPage, readUser, type JournalEntryView } from '../db/ledger.js'
 import { holdOwner, holdsPage, readHold } from '../db/holds.js'
+import { changeAtomically, changeEachAtOnce, type BulkOutcome } from '../db/bulk.js'
 import type {
   BalanceStrategy, BatchObserver, ChangeOutcome, ChangeRequest, HoldOperation, HoldStatus, HoldView, IdempotencyClaim, Metadata,
   TransferOutcome, TransferRequest,
@@ -72,6 +73,42 @@ function renderChange (request: ChangeRequest, result: ChangeOutcome): AppliedCh
       throw new UserNotFoundError(request.userId)
   }
 }
+
+/** The domain error a refused change alone would have got (renderChange throws it). */
+function refusalOf (request: ChangeRequest, outcome: ChangeOutcome): DomainError {
+  try {
+    renderChange(request, outcome)
+  } catch (error) {
+    if (error instanceof DomainError) return error
+    throw error
+  }
+  throw new Error('invariant: an atomic bulk refusal names an applied change')
+}
+
+function renderBulk (changes: readonly ChangeRequest[], result: BulkOutcome): AppliedChange[] {
+  if (result.outcome === 'refused') {
+    const refused = changes[result.index]
+    if (refused === undefined) throw new Error(`invariant: an atomic bulk refusal names item ${result.index} of ${changes.length}`)
+    throw new BulkRefusedError(result.index, refusalOf(refused, result.refusal))
+  }
+  if (result.results.length !== changes.length) throw new Error(`invariant: an atomic bulk of ${changes.length} returned ${result.results.length} results`)
+  return result.results.map((outcome, index) => renderChange(changes[index]!, outcome))
+}
+
+/** The fingerprint values of an atomic bulk request: every change in array order, each as its PATCH would be keyed. */
+function bulkValues (changes: readonly ChangeRequest[]): string[] {
+  return changes.map((change) => JSON.stringify([change.userId, change.amount, ...metadataValues(change.metadata)]))
+}
+
+/** One change of a bulk request: a PATCH body and, optionally, that PATCH's Idempotency-Key. */
+export interface BulkChange extends ChangeRequest {
+  idempotencyKey?: string
+}
+
+/** What one change of a bulk request got: the answer it would have got alone, or the error it would have thrown. */
+export type ItemResult =
+  | { ok: true, answer: Answer<AppliedChange> }
+  | { ok: false, error: unknown }
 
 function renderTransfer (request: TransferRequest, result: TransferOutcome): AppliedTransfer {
   switch (result.outcome) {
@@ -162,6 +199,80 @@ export class BalanceService {
   /** A change under an Idempotency-Key: runs once; the same request again replays the first answer. */
   async changeOnce (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
+    return await this.changeOnceAdmitted(request, key)
+  }
+
+  /**
+   * Every change of a bulk request, each answered as if it were sent alone (a PATCH, keyed by its idempotencyKey),
+   * in array order per user. Without any key: one transaction (changeEachKeyless). With keys, all are submitted at once: with group commit, a user's changes join that user's lane
+   * in array order (they are submitted synchronously, one after another, and a lane is a FIFO), so they share its
+   * batches; without it, a user's changes wait for each other (different users' still run at once). A key repeated in
+   * the request waits for its first item and then replays it (or is a reuse), as two PATCHes one after the other
+   * would. Only the key store's admission (503 OVERLOADED, nothing sent) refuses the request as a whole.
+   */
+  async changeEach (changes: readonly BulkChange[]): Promise<ItemResult[]> {
+    if (changes.every((change) => change.idempotencyKey === undefined)) return await this.changeEachKeyless(changes)
+    await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
+    const firstOfKey = new Map<string, Promise<ItemResult>>()
+    const lastOfUser = new Map<number, Promise<ItemResult>>()
+    const ordered = this.strategy.keepsArrivalOrder === true
+    return await Promise.all(changes.map((change) => {
+      const key = change.idempotencyKey
+      const first = key === undefined ? undefined : firstOfKey.get(key)
+      // A copy of a key changes nothing (it replays or is refused), so it needs no place in the user's order.
+      if (first !== undefined) return first.then(async () => await this.changeItem(change))
+      const previous = ordered ? undefined : lastOfUser.get(change.userId)
+      const result = previous === undefined ? this.changeItem(change) : previous.then(async () => await this.changeItem(change))
+      if (key !== undefined) firstOfKey.set(key, result)
+      if (!ordered) lastOfUser.set(change.userId, result)
+      return result
+    }))
+  }
+
+  /**
+   * Every change or none, in ONE transaction (db/migrations/0012): the users locked in ascending id order (as
+   * transfers lock), each change checked in array order against its user's running available money. A refusal of
+   * any is BulkRefusedError naming the first refused one; nothing is applied. `key` keys the request as a whole.
+   */
+  async changeAll (changes: readonly ChangeRequest[], key?: string): Promise<Answer<AppliedChange[]>> {
+    if (key !== undefined) await this.guard(async () => { await this.idempotency.admit() }, 'keyed-write')
+    const claim = key === undefined ? undefined : this.idempotency.claim(key, 'bulk', bulkValues(changes))
+    const keyed = await this.write(async () => await changeAtomically(this.sequelize, this.strategy.batchLock, changes, claim), writeKind(key))
+    return this.idempotency.settle(keyed, (outcome) => renderBulk(changes, outcome))
+  }
+
+  /**
+   * A bulk request without keys: every change decided on its own, in array order per user, in ONE transaction
+   * (db/migrations/0012) rather than one statement per user in the users' lanes. Measured on 10,000 changes over 1,000
+   * users (bench/bulk.ts), the lanes gave about 2× single PATCHes: a request's changes mostly name users with an empty
+   * lane, so each went as its own statement. Exact with the lanes and every other writer all the same: it takes the
+   * same locks in the same order in the database. Its commit is one outcome: a failure fails the request as a whole.
+   */
+  private async changeEachKeyless (changes: readonly ChangeRequest[]): Promise<ItemResult[]> {
+    const started = performance.now()
+    const outcomes = await this.write(async () => await changeEachAtOnce(this.sequelize, this.strategy.batchLock, changes), 'keyless-write')
+    const seconds = (performance.now() - started) / 1000
+    return outcomes.map((outcome, index) => {
+      this.observer?.changeFinished(this.strategy.name, outcome.outcome, seconds)
+      try {
+        return { ok: true, answer: { value: renderChange(changes[index]!, outcome), replayed: false } }
+      } catch (error) {
+        return { ok: false, error }
+      }
+    })
+  }
+
+  /** One change of a bulk request; never rejects. Synchronous up to the strategy call, so submission order is kept. */
+  private async changeItem ({ idempotencyKey, ...request }: BulkChange): Promise<ItemResult> {
+    try {
+      if (idempotencyKey === undefined) return { ok: true, answer: { value: await this.change(request), replayed: false } }
+      return { ok: true, answer: await this.changeOnceAdmitted(request, idempotencyKey) }
+    } catch (error) {
+      return { ok: false, error }
+    }
+  }
+
+  private async changeOnceAdmitted (request: ChangeRequest, key: string): Promise<Answer<AppliedChange>> {
     const claim = this.idempotency.claim(key, 'change', [request.userId, request.amount, ...metadataValues(request.metadata)])
     const keyed = await this.write(async () => await this.strategy.changeKeyed(request, claim), 'keyed-write')
     return this.idempotency.settle(keyed, (outcome) => renderChange(request, outcome))

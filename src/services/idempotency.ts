@@ -15,7 +15,7 @@ import type { KeyStoreBudget } from './key-store-budget.js'
 export const IDEMPOTENCY_PURGE_LIMIT = 100
 
 /** The writes that take a key. Part of the fingerprint, so one key sent to two routes is a reuse (422). */
-export type Operation = 'change' | 'transfer' | 'create-user' | 'hold' | 'capture' | 'void'
+export type Operation = 'change' | 'transfer' | 'create-user' | 'hold' | 'capture' | 'void' | 'bulk'
 
 /** An answer and whether it was replayed from a key's stored outcome (the route adds `Idempotent-Replayed: true`). */
 export interface Answer<T> {

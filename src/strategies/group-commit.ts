@@ -90,6 +90,8 @@ function overloaded (reason: string): OverloadedError {
 export class GroupCommit implements BalanceStrategy {
   readonly name: BalanceStrategy['name']
   readonly batchLock: BalanceStrategy['batchLock']
+  /** A lane is a FIFO: a call for a user joins its lane before the call returns, behind the calls made before it. */
+  readonly keepsArrivalOrder = true
   private readonly lanes = new Map<number, Lane>()
   private waitingTotal = 0
   private observer: BatchObserver | undefined

@@ -128,6 +128,12 @@ export interface BalanceStrategy {
   holdOperation: (operation: HoldOperation, claim?: IdempotencyClaim) => Promise<Keyed<HoldOutcome>>
   /** A capture paying another user: both users locked in ascending id order, both journal legs, or nothing. */
   captureTo: (request: CaptureToRequest, claim?: IdempotencyClaim) => Promise<Keyed<HoldOutcome>>
+  /**
+   * True when calls for one user made one after another, without awaiting in between, are applied in call order
+   * (group commit's FIFO lanes). Otherwise concurrent calls race for the user's lock, and a caller that needs an
+   * order (a bulk request's changes to one user) must wait for each call before the next.
+   */
+  readonly keepsArrivalOrder?: boolean
   /** Strategies that batch (group commit) report each statement's batch size here. */
   observe?: (observer: BatchObserver) => void
 }

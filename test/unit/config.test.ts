@@ -24,6 +24,7 @@ t.test('defaults', async (t) => {
     IDEMPOTENCY_TTL_HOURS: 24,
     HOLD_DEFAULT_EXPIRES_IN_SECONDS: 3600,
     HOLD_MAX_EXPIRES_IN_SECONDS: 604800,
+    BULK_MAX_CHANGES: 1000,
     IDEMPOTENCY_MAX_KEYS: 10_000_000,
     LOG_LEVEL: 'info',
     METRICS_AUTH: 'token',
@@ -85,6 +86,8 @@ t.test('a bad value names the variable', async (t) => {
     [{ GROUP_COMMIT_WAIT_TIMEOUT_MS: '0' }, /GROUP_COMMIT_WAIT_TIMEOUT_MS/],
     [{ DB_POOL_MAX_WAITING: '0' }, /DB_POOL_MAX_WAITING/],
     [{ DB_READ_CONCURRENCY: '0' }, /DB_READ_CONCURRENCY/],
+    [{ BULK_MAX_CHANGES: '0' }, /BULK_MAX_CHANGES/],
+    [{ BULK_MAX_CHANGES: '5001' }, /BULK_MAX_CHANGES/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
   ]
