@@ -292,12 +292,7 @@ export class BalanceClient {
   /** GET /api/users/:id/holds: one page, newest first, optionally of one `status`. */
   async holdsPage (id: number, options: HoldsOptions = {}): Promise<HoldsPage> {
     const { limit, before, status, ...requestOptions } = options
-    const query = new URLSearchParams()
-    if (status !== undefined) query.set('status', status)
-    if (limit !== undefined) query.set('limit', String(limit))
-    if (before !== undefined) query.set('before', before)
-    const search = query.size > 0 ? `?${query.toString()}` : ''
-    return (await this.send({ method: 'GET', path: `/api/users/${encodeURIComponent(id)}/holds${search}`, idempotencyKey: undefined, probe: false, options: requestOptions })).body as HoldsPage
+    return await this.page<HoldsPage>(`/api/users/${encodeURIComponent(id)}/holds`, { status, limit, before }, requestOptions)
   }
 
   /** The user's holds, page after page (newest first), following `nextCursor`; lazy like history(). */
@@ -325,12 +320,7 @@ export class BalanceClient {
   /** GET /api/users/:id/transactions: one page, newest first. */
   async historyPage (id: number, options: HistoryOptions = {}): Promise<HistoryPage> {
     const { limit, before, ...requestOptions } = options
-    const query = new URLSearchParams()
-    if (limit !== undefined) query.set('limit', String(limit))
-    if (before !== undefined) query.set('before', before)
-    const search = query.size > 0 ? `?${query.toString()}` : ''
-    const path = `/api/users/${encodeURIComponent(id)}/transactions${search}`
-    return (await this.send({ method: 'GET', path, idempotencyKey: undefined, probe: false, options: requestOptions })).body as HistoryPage
+    return await this.page<HistoryPage>(`/api/users/${encodeURIComponent(id)}/transactions`, { limit, before }, requestOptions)
   }
 
   /**
@@ -371,6 +361,14 @@ export class BalanceClient {
   /** GET /api/health/live: the process answers (never touches the database). */
   async live (options: RequestOptions = {}): Promise<Liveness> {
     return (await this.send({ method: 'GET', path: '/api/health/live', idempotencyKey: undefined, probe: false, options })).body as Liveness
+  }
+
+  /** One GET of a keyset-paged list, with the query parameters that are set. */
+  private async page<T> (path: string, params: Record<string, string | number | undefined>, options: RequestOptions): Promise<T> {
+    const query = new URLSearchParams()
+    for (const [name, value] of Object.entries(params)) if (value !== undefined) query.set(name, String(value))
+    const search = query.size > 0 ? `?${query.toString()}` : ''
+    return (await this.send({ method: 'GET', path: `${path}${search}`, idempotencyKey: undefined, probe: false, options })).body as T
   }
 
   private async write<T> (method: 'PATCH' | 'POST', path: string, body: unknown, options: WriteOptions): Promise<WriteResult<T>> {

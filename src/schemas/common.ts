@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
 /** A user id: integer ≥ 1, exact in JSON. */
@@ -148,3 +149,10 @@ export const pathErrors = {
   ),
 }
 export { errorRef }
+
+/** The `before` query parameter of every keyset-paged list (history, holds): a cursor this service issued. */
+export const BeforeCursor = Type.Optional(Type.String({
+  minLength: 1,
+  maxLength: MAX_CURSOR_LENGTH,
+  description: 'Opaque cursor: the `nextCursor` of the previous page. Anything else is a 400 INVALID_CURSOR.',
+}))

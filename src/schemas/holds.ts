@@ -1,8 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { MAX_HOLD_LIFETIME_SECONDS } from '../config.js'
-import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
 import { MAX_BALANCE } from '../domain/money.js'
-import { Balance, BalanceConflictResponse, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
+import { Balance, BeforeCursor, BalanceConflictResponse, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { UserParams } from './users.js'
 
 export const HoldId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Hold id', examples: [7] })
@@ -166,11 +165,7 @@ export const HOLDS_PAGE_DEFAULT = 50
 export const HoldsQuery = Type.Object({
   status: Type.Optional(HoldStatus),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: HOLDS_PAGE_MAX, default: HOLDS_PAGE_DEFAULT, description: 'Holds per page' })),
-  before: Type.Optional(Type.String({
-    minLength: 1,
-    maxLength: MAX_CURSOR_LENGTH,
-    description: 'Opaque cursor: the `nextCursor` of the previous page. Anything else is a 400 INVALID_CURSOR.',
-  })),
+  before: BeforeCursor,
 }, { additionalProperties: false })
 
 export const userHoldsSchema = {

@@ -1,6 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Balance, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
-import { MAX_CURSOR_LENGTH } from '../domain/cursor.js'
+import { Balance, BeforeCursor, IdempotencyHeaders, Metadata, UserId, badRequest, commonErrors, errorRef, userNotFound } from './common.js'
 import { MAX_BALANCE } from '../domain/money.js'
 
 export const UserParams = Type.Object({ id: UserId }, { additionalProperties: false })
@@ -63,11 +62,7 @@ export const HISTORY_PAGE_DEFAULT = 50
 
 export const TransactionsQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: HISTORY_PAGE_MAX, default: HISTORY_PAGE_DEFAULT, description: 'Entries per page' })),
-  before: Type.Optional(Type.String({
-    minLength: 1,
-    maxLength: MAX_CURSOR_LENGTH,
-    description: 'Opaque cursor: the `nextCursor` of the previous page. Anything else is a 400 INVALID_CURSOR.',
-  })),
+  before: BeforeCursor,
 }, { additionalProperties: false })
 export type TransactionsQuery = Static<typeof TransactionsQuery>
 
