@@ -389,6 +389,33 @@ AS $function$
     SELECT * FROM balance_transfer('row-lock', p_from, p_to, p_amount, p_min, p_max, NULL, p_key, p_fingerprint, p_ttl_seconds, p_purge_limit)
   $function$;
 
+CREATE OR REPLACE FUNCTION public.bulk_lock_users(p_lock text, p_users bigint[])
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+AS $function$
+  DECLARE
+    v_ids BIGINT[];
+    v_id  BIGINT;
+    v_now TIMESTAMPTZ;
+  BEGIN
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
+    IF p_lock = 'advisory' THEN
+      FOREACH v_id IN ARRAY v_ids LOOP
+        PERFORM pg_advisory_xact_lock(v_id);
+      END LOOP;
+      -- The row locks too: an instance of another strategy may write these rows without the advisory locks.
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    v_now := clock_timestamp();
+    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    RETURN v_now;
+  END
+  $function$;
+
 CREATE OR REPLACE FUNCTION public.change_keyed_finish(p_key text, p_user_id bigint, p_amount bigint, p_outcome text, p_balance bigint, p_entry_id bigint)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -1016,8 +1043,6 @@ AS $function$
   DECLARE
     n         INT := coalesce(cardinality(p_users), 0);
     v_claim   RECORD;
-    v_ids     BIGINT[];
-    v_id      BIGINT;
     v_now     TIMESTAMPTZ;
     v_entries BIGINT[];
     v_result  JSONB;
@@ -1033,20 +1058,7 @@ AS $function$
       END IF;
     END IF;
 
-    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
-    IF p_lock = 'advisory' THEN
-      FOREACH v_id IN ARRAY v_ids LOOP
-        PERFORM pg_advisory_xact_lock(v_id);
-      END LOOP;
-      -- The row locks too: an instance of another strategy may write these rows without the advisory locks.
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
-    ELSIF p_lock = 'row' THEN
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
-    ELSE
-      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
-    END IF;
-    v_now := clock_timestamp();
-    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    v_now := bulk_lock_users(p_lock, p_users);
 
     -- The first item a one-at-a-time run in array order would refuse, if any: then nothing is written.
     WITH items AS (
@@ -1104,8 +1116,6 @@ CREATE OR REPLACE FUNCTION public.ledger_bulk_each(p_lock text, p_users bigint[]
 AS $function$
   DECLARE
     n         INT := coalesce(cardinality(p_users), 0);
-    v_ids     BIGINT[];
-    v_id      BIGINT;
     v_now     TIMESTAMPTZ;
     r         RECORD;
     v_user    BIGINT;
@@ -1127,19 +1137,7 @@ AS $function$
     IF n = 0 OR cardinality(p_amounts) <> n OR cardinality(p_metadata) <> n THEN
       RAISE EXCEPTION 'invariant: ledger_bulk_each got % users, % amounts, % metadata', n, cardinality(p_amounts), cardinality(p_metadata);
     END IF;
-    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
-    IF p_lock = 'advisory' THEN
-      FOREACH v_id IN ARRAY v_ids LOOP
-        PERFORM pg_advisory_xact_lock(v_id);
-      END LOOP;
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
-    ELSIF p_lock = 'row' THEN
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
-    ELSE
-      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
-    END IF;
-    v_now := clock_timestamp();
-    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    v_now := bulk_lock_users(p_lock, p_users);
 
     FOR r IN
       SELECT x.i, x.u, x.a, s.balance AS start, s.held

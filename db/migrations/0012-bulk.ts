@@ -23,6 +23,39 @@ import type { Migration } from '../types.js'
  *   {operation: 'bulk', outcome: 'insufficient_funds' | 'balance_limit_exceeded' | 'user_not_found',
  *    index (0-based), userId, amount, balance, available}   (balance: the running balance the item met)
  */
+/**
+ * Every user of a bulk request locked in the order every write takes (0008): advisory locks ascending when p_lock is
+ * 'advisory', then the row locks ascending (an instance of another strategy may write these rows without the advisory
+ * locks). Returns the clock read once after every lock, with each user's holds past it already released.
+ */
+const LOCK_USERS = `
+  CREATE FUNCTION bulk_lock_users(p_lock TEXT, p_users BIGINT[])
+  RETURNS TIMESTAMPTZ
+  LANGUAGE plpgsql VOLATILE AS $fn$
+  DECLARE
+    v_ids BIGINT[];
+    v_id  BIGINT;
+    v_now TIMESTAMPTZ;
+  BEGIN
+    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
+    IF p_lock = 'advisory' THEN
+      FOREACH v_id IN ARRAY v_ids LOOP
+        PERFORM pg_advisory_xact_lock(v_id);
+      END LOOP;
+      -- The row locks too: an instance of another strategy may write these rows without the advisory locks.
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
+    ELSIF p_lock = 'row' THEN
+      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
+    ELSE
+      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
+    END IF;
+    v_now := clock_timestamp();
+    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    RETURN v_now;
+  END
+  $fn$;
+`
+
 const BULK = `
   CREATE FUNCTION ledger_bulk(p_lock TEXT, p_users BIGINT[], p_amounts BIGINT[], p_metadata JSONB[], p_min BIGINT, p_max BIGINT,
                               p_key TEXT, p_fingerprint TEXT, p_ttl_seconds INT, p_purge_limit INT)
@@ -31,8 +64,6 @@ const BULK = `
   DECLARE
     n         INT := coalesce(cardinality(p_users), 0);
     v_claim   RECORD;
-    v_ids     BIGINT[];
-    v_id      BIGINT;
     v_now     TIMESTAMPTZ;
     v_entries BIGINT[];
     v_result  JSONB;
@@ -48,20 +79,7 @@ const BULK = `
       END IF;
     END IF;
 
-    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
-    IF p_lock = 'advisory' THEN
-      FOREACH v_id IN ARRAY v_ids LOOP
-        PERFORM pg_advisory_xact_lock(v_id);
-      END LOOP;
-      -- The row locks too: an instance of another strategy may write these rows without the advisory locks.
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
-    ELSIF p_lock = 'row' THEN
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
-    ELSE
-      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
-    END IF;
-    v_now := clock_timestamp();
-    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    v_now := bulk_lock_users(p_lock, p_users);
 
     -- The first item a one-at-a-time run in array order would refuse, if any: then nothing is written.
     WITH items AS (
@@ -129,8 +147,6 @@ const BULK_EACH = `
   LANGUAGE plpgsql VOLATILE AS $fn$
   DECLARE
     n         INT := coalesce(cardinality(p_users), 0);
-    v_ids     BIGINT[];
-    v_id      BIGINT;
     v_now     TIMESTAMPTZ;
     r         RECORD;
     v_user    BIGINT;
@@ -152,19 +168,7 @@ const BULK_EACH = `
     IF n = 0 OR cardinality(p_amounts) <> n OR cardinality(p_metadata) <> n THEN
       RAISE EXCEPTION 'invariant: ledger_bulk_each got % users, % amounts, % metadata', n, cardinality(p_amounts), cardinality(p_metadata);
     END IF;
-    SELECT array_agg(DISTINCT u ORDER BY u) INTO v_ids FROM unnest(p_users) AS u;
-    IF p_lock = 'advisory' THEN
-      FOREACH v_id IN ARRAY v_ids LOOP
-        PERFORM pg_advisory_xact_lock(v_id);
-      END LOOP;
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR NO KEY UPDATE;
-    ELSIF p_lock = 'row' THEN
-      PERFORM 1 FROM users u WHERE u.id = ANY (v_ids) ORDER BY u.id FOR UPDATE;
-    ELSE
-      RAISE EXCEPTION 'invariant: unknown lock %', p_lock;
-    END IF;
-    v_now := clock_timestamp();
-    PERFORM holds_release_expired(u.id, v_now) FROM users u WHERE u.id = ANY (v_ids) AND u.holds_expire_at <= v_now;
+    v_now := bulk_lock_users(p_lock, p_users);
 
     FOR r IN
       SELECT x.i, x.u, x.a, s.balance AS start, s.held
@@ -225,11 +229,13 @@ const BULK_EACH = `
 export const bulk: Migration = {
   name: '0012-bulk',
   async up ({ context: sequelize }) {
+    await sequelize.query(LOCK_USERS)
     await sequelize.query(BULK)
     await sequelize.query(BULK_EACH)
   },
   async down ({ context: sequelize }) {
     await sequelize.query('DROP FUNCTION ledger_bulk_each(TEXT, BIGINT[], BIGINT[], JSONB[], BIGINT, BIGINT)')
     await sequelize.query('DROP FUNCTION ledger_bulk(TEXT, BIGINT[], BIGINT[], JSONB[], BIGINT, BIGINT, TEXT, TEXT, INT, INT)')
+    await sequelize.query('DROP FUNCTION bulk_lock_users(TEXT, BIGINT[])')
   },
 }
