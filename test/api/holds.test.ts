@@ -53,7 +53,7 @@ for (const strategy of strategies) {
       t.match(first.body, { userId: payer, amount: 60, status: 'active', captured: 0, released: 0, balance: 100, held: 60, available: 40, entryId: null, payee: null, metadata: { orderId: 'A-1' } })
       const lifetime = Date.parse(first.body.expiresAt) - Date.now()
       t.ok(lifetime > 590_000 && lifetime <= 600_000, `expiresAt is 600 s ahead (${lifetime} ms)`)
-      t.same(await user(app, payer), { ...(await user(app, payer)), balance: 100, held: 60, available: 40 })
+      t.match(await user(app, payer), { balance: 100, held: 60, available: 40 })
 
       // Withdrawals, transfers out and new holds are checked against available; deposits are not limited.
       let res = await request(app, 'PATCH', '/api/balance', { userId: payer, amount: -41 })
@@ -115,7 +115,7 @@ for (const strategy of strategies) {
       t.match(over.body, { code: 'CAPTURE_EXCEEDS_HOLD', holdId: fourth.body.holdId, holdAmount: 3 })
       t.same(await snapshot(app), before, 'a refused capture changes nothing')
 
-      t.same((await user(app, payer)), { ...(await user(app, payer)), balance: 8, held: 3, available: 5 })
+      t.match(await user(app, payer), { balance: 8, held: 3, available: 5 })
       await assertBooksBalance(t, app)
     })
   }
@@ -182,7 +182,6 @@ t.test('idempotency keys: hold, capture and void replay byte for byte, a reuse i
 t.test('bad input is a 4xx that changes nothing', async (t) => {
   const { app } = await build(t, { env: { HOLD_MAX_EXPIRES_IN_SECONDS: '3600' } })
   const payer = await newUser(app, 50)
-  const other = await newUser(app, 0)
   const { body: active } = await hold(app, { userId: payer, amount: 10 })
   const before = await snapshot(app)
   const cases: Array<[string, 'POST' | 'GET', string, unknown, number, string]> = [
@@ -217,7 +216,6 @@ t.test('bad input is a 4xx that changes nothing', async (t) => {
     t.equal((res.json() as { code: string }).code, code, name)
   }
   t.same(await snapshot(app), before, 'nothing changed')
-  t.ok(other > 0)
 })
 
 t.test('reads: a hold, a user\'s holds by status in keyset pages, and the user\'s figures from one snapshot', async (t) => {
