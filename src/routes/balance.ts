@@ -26,11 +26,13 @@ function itemEntry (result: ItemResult, log: FastifyBaseLogger): Record<string, 
 }
 
 const balanceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.patch('/balance', { schema: changeBalanceSchema }, async (request, reply) => {
+  // Not an async function: the promise goes to Fastify as it is, so a request waiting for its batch keeps no
+  // suspended frame here (see BalanceService.change).
+  fastify.patch('/balance', { schema: changeBalanceSchema }, (request, reply) => {
     const key = request.headers['idempotency-key']
     // Without a key, the hot path: the strategy's one statement and nothing else.
-    if (key === undefined) return await fastify.balanceService.change(request.body)
-    return replyAnswer(reply, 200, await fastify.balanceService.changeOnce(request.body, key))
+    if (key === undefined) return fastify.balanceService.change(request.body)
+    return fastify.balanceService.changeOnce(request.body, key).then((answer) => replyAnswer(reply, 200, answer))
   })
 
   const maxChanges = fastify.config.BULK_MAX_CHANGES

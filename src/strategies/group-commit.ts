@@ -46,21 +46,23 @@ export interface GroupCommitLimits {
   waitTimeoutMs: number
 }
 
+/**
+ * One change waiting for its batch. Kept small on purpose: under a burst thousands wait at once, so a waiting change
+ * holds its item, its promise's two functions and a deadline, and no timer of its own (the lane has one).
+ */
 interface Waiting {
   item: BatchItem
   resolve: (answer: BatchAnswer) => void
   reject: (error: unknown) => void
-  /** The change's deadline; cleared when it is taken into a batch. */
-  timer: NodeJS.Timeout | undefined
-  /** Refused by its deadline while it waited: skipped when the next batch is formed. */
-  shed: boolean
+  /** performance.now() past which it is refused unsent. Every change waits the same time, so a lane's deadlines rise. */
+  deadline: number
 }
 
 /** A user with a statement in flight from this instance, and what arrived meanwhile, in arrival order. */
 interface Lane {
   waiting: Waiting[]
-  /** Entries of `waiting` not shed. */
-  live: number
+  /** Fires at the head's deadline (or later): sheds the expired head of `waiting`, then waits for the next head. */
+  timer: NodeJS.Timeout | undefined
 }
 
 /**
@@ -81,6 +83,21 @@ export function rolledBack (error: unknown): boolean {
   const parent = typeof error === 'object' && error !== null ? (error as { parent?: unknown }).parent : undefined
   const pgError = error instanceof pg.DatabaseError ? error : parent instanceof pg.DatabaseError ? parent : undefined
   return pgError !== undefined && typeof pgError.code === 'string' && !isDatabaseUnavailable(error)
+}
+
+function keylessOutcome (answer: BatchAnswer): ChangeOutcome {
+  if (answer.keyed !== false) throw new Error('invariant: a keyless change got a keyed answer')
+  return answer.outcome
+}
+
+function keyedOutcome (answer: BatchAnswer): Keyed<ChangeOutcome> {
+  if (answer.keyed !== true) throw new Error('invariant: a keyed change got another answer')
+  return answer.result
+}
+
+function holdOutcome (answer: BatchAnswer): Keyed<HoldOutcome> {
+  if (answer.keyed !== 'hold') throw new Error('invariant: a hold operation got a change answer')
+  return answer.result
 }
 
 function overloaded (reason: string): OverloadedError {
@@ -114,22 +131,18 @@ export class GroupCommit implements BalanceStrategy {
     return this.waitingTotal
   }
 
-  async change (request: ChangeRequest): Promise<ChangeOutcome> {
-    const answer = await this.submit({ request })
-    if (answer.keyed !== false) throw new Error('invariant: a keyless change got a keyed answer')
-    return answer.outcome
+  // Not async: each answer is checked by a module function on the batch's promise, so a waiting change keeps no
+  // suspended frame here.
+  change (request: ChangeRequest): Promise<ChangeOutcome> {
+    return this.submit({ request }).then(keylessOutcome)
   }
 
-  async changeKeyed (request: ChangeRequest, claim: IdempotencyClaim): Promise<Keyed<ChangeOutcome>> {
-    const answer = await this.submit({ request, claim })
-    if (answer.keyed !== true) throw new Error('invariant: a keyed change got another answer')
-    return answer.result
+  changeKeyed (request: ChangeRequest, claim: IdempotencyClaim): Promise<Keyed<ChangeOutcome>> {
+    return this.submit({ request, claim }).then(keyedOutcome)
   }
 
-  async holdOperation (operation: HoldOperation, claim?: IdempotencyClaim): Promise<Keyed<HoldOutcome>> {
-    const answer = await this.submit(claim === undefined ? { request: operation } : { request: operation, claim })
-    if (answer.keyed !== 'hold') throw new Error('invariant: a hold operation got a change answer')
-    return answer.result
+  holdOperation (operation: HoldOperation, claim?: IdempotencyClaim): Promise<Keyed<HoldOutcome>> {
+    return this.submit(claim === undefined ? { request: operation } : { request: operation, claim }).then(holdOutcome)
   }
 
   async transfer (...args: Parameters<BalanceStrategy['transfer']>): ReturnType<BalanceStrategy['transfer']> {
@@ -140,11 +153,16 @@ export class GroupCommit implements BalanceStrategy {
     return await this.inner.captureTo(...args)
   }
 
-  private async submit (item: BatchItem): Promise<BatchAnswer> {
+  /** Not async, like wait(): a waiting change keeps no suspended frame of its own here. */
+  private submit (item: BatchItem): Promise<BatchAnswer> {
+    const lane = this.lanes.get(item.request.userId)
+    return lane === undefined ? this.first(item) : this.wait(lane, item)
+  }
+
+  /** Nothing in flight for the user: the change goes at once, alone, and what arrives meanwhile forms the next batch. */
+  private async first (item: BatchItem): Promise<BatchAnswer> {
     const userId = item.request.userId
-    const lane = this.lanes.get(userId)
-    if (lane !== undefined) return await this.wait(lane, item)
-    const own: Lane = { waiting: [], live: 0 }
+    const own: Lane = { waiting: [], timer: undefined }
     this.lanes.set(userId, own)
     try {
       return await this.alone(item)
@@ -154,39 +172,35 @@ export class GroupCommit implements BalanceStrategy {
   }
 
   /** Queues the change for the lane's next batch, or refuses it at once when a queue is full. */
-  private async wait (lane: Lane, item: BatchItem): Promise<BatchAnswer> {
-    if (lane.live >= this.limits.maxWaitingPerUser) throw overloaded('this user\'s group-commit queue is full')
-    if (this.waitingTotal >= this.limits.maxWaiting) throw overloaded('the group-commit queue is full')
-    return await new Promise<BatchAnswer>((resolve, reject) => {
-      const waiting: Waiting = { item, resolve, reject, timer: undefined, shed: false }
-      waiting.timer = setTimeout(() => { this.shed(lane, waiting) }, this.limits.waitTimeoutMs)
-      lane.waiting.push(waiting)
-      lane.live += 1
+  private wait (lane: Lane, item: BatchItem): Promise<BatchAnswer> {
+    if (lane.waiting.length >= this.limits.maxWaitingPerUser) return Promise.reject(overloaded('this user\'s group-commit queue is full'))
+    if (this.waitingTotal >= this.limits.maxWaiting) return Promise.reject(overloaded('the group-commit queue is full'))
+    return new Promise<BatchAnswer>((resolve, reject) => {
+      lane.waiting.push({ item, resolve, reject, deadline: performance.now() + this.limits.waitTimeoutMs })
       this.waitingTotal += 1
+      lane.timer ??= setTimeout(() => { this.shedExpired(lane) }, this.limits.waitTimeoutMs)
     })
   }
 
-  /** The deadline passed before the change was taken into a batch: refused, and it will never be sent. */
-  private shed (lane: Lane, waiting: Waiting): void {
-    waiting.shed = true
-    lane.live -= 1
-    this.waitingTotal -= 1
-    waiting.reject(overloaded('the change waited for its batch past GROUP_COMMIT_WAIT_TIMEOUT_MS'))
+  /**
+   * The lane's timer: every change whose deadline passed before it was taken into a batch is refused, and will never
+   * be sent. Deadlines rise along the lane, so the expired ones are its head; the timer is set again for the new head.
+   */
+  private shedExpired (lane: Lane): void {
+    lane.timer = undefined
+    const now = performance.now()
+    let expired = 0
+    while (expired < lane.waiting.length && lane.waiting[expired]!.deadline <= now) expired += 1
+    const shed = lane.waiting.splice(0, expired)
+    this.waitingTotal -= shed.length
+    for (const waiting of shed) waiting.reject(overloaded('the change waited for its batch past GROUP_COMMIT_WAIT_TIMEOUT_MS'))
+    const head = lane.waiting[0]
+    if (head !== undefined) lane.timer = setTimeout(() => { this.shedExpired(lane) }, Math.max(1, head.deadline - now))
   }
 
-  /** Up to maxBatch live changes from the head of the lane, in arrival order; shed ones are dropped. */
+  /** Up to maxBatch changes from the head of the lane, in arrival order. */
   private take (lane: Lane): Waiting[] {
-    const batch: Waiting[] = []
-    let index = 0
-    while (index < lane.waiting.length && batch.length < this.limits.maxBatch) {
-      const waiting = lane.waiting[index]!
-      index += 1
-      if (waiting.shed) continue
-      clearTimeout(waiting.timer)
-      batch.push(waiting)
-    }
-    lane.waiting.splice(0, index)
-    lane.live -= batch.length
+    const batch = lane.waiting.splice(0, this.limits.maxBatch)
     this.waitingTotal -= batch.length
     return batch
   }
@@ -195,6 +209,7 @@ export class GroupCommit implements BalanceStrategy {
   private next (userId: number, lane: Lane): void {
     const batch = this.take(lane)
     if (batch.length === 0) {
+      clearTimeout(lane.timer)
       this.lanes.delete(userId)
       return
     }

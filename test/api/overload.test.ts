@@ -91,6 +91,48 @@ t.test('a change that waits past its deadline is refused with OVERLOADED and nev
   await assertBooksBalance(t, app)
 })
 
+t.test('each waiting change has its own deadline: a later one is refused at its own, not at its lane\'s first', async (t) => {
+  const { app, db } = await build(t, { env: { GROUP_COMMIT_WAIT_TIMEOUT_MS: '400' } })
+  const userId = await newUser(app, 0)
+  const release = await holdLock(t, db.url, userId)
+  const first = request(app, 'PATCH', '/api/balance', { userId, amount: 1 })
+  await sleep(100)
+  const started = performance.now()
+  const early = timed(app, 'PATCH', '/api/balance', { userId, amount: 10 })
+  await sleep(250)
+  const late = timed(app, 'PATCH', '/api/balance', { userId, amount: 100 })
+  const earlyAnswer = await early
+  assertOverloaded(t, earlyAnswer.reply, 'the early one past its deadline')
+  t.ok(earlyAnswer.ms >= 390 && earlyAnswer.ms < 1200, `the early one refused at its deadline (${Math.round(earlyAnswer.ms)} ms)`)
+  const lateAnswer = await late
+  assertOverloaded(t, lateAnswer.reply, 'the late one past its own deadline')
+  t.ok(lateAnswer.ms >= 390 && lateAnswer.ms < 1200, `the late one waited its own 400 ms (${Math.round(lateAnswer.ms)} ms)`)
+  t.ok(performance.now() - started >= 640, 'the late one was refused after the early one\'s deadline, not with it')
+  await release()
+  t.equal((await first).statusCode, 200)
+  t.equal(await balanceOf(app, userId), 1, 'neither waiting change was applied')
+  await assertBooksBalance(t, app)
+})
+
+t.test('a change taken into a batch before its deadline is answered, whatever its lane\'s timer does next', async (t) => {
+  const { app, db } = await build(t, { env: { GROUP_COMMIT_WAIT_TIMEOUT_MS: '500' } })
+  const userId = await newUser(app, 0)
+  const release = await holdLock(t, db.url, userId)
+  const first = request(app, 'PATCH', '/api/balance', { userId, amount: 1 })
+  await sleep(100)
+  const taken = Array.from({ length: 3 }, async () => await request(app, 'PATCH', '/api/balance', { userId, amount: 2 }))
+  await sleep(100)
+  await release()
+  t.equal((await first).statusCode, 200)
+  t.same((await Promise.all(taken)).map((reply) => reply.statusCode), [200, 200, 200], 'the three went in the next batch')
+  // The lane's timer was set for the first waiter; it must shed nothing that is not waiting any more.
+  await sleep(600)
+  const after = await request(app, 'PATCH', '/api/balance', { userId, amount: 5 })
+  t.match(after.json(), { balance: 12 })
+  t.equal(await changeCount(app, userId), 5)
+  await assertBooksBalance(t, app)
+})
+
 t.test('the pool\'s wait queue is bounded: a write past it is refused before anything is sent', async (t) => {
   const { app, db } = await build(t, { env: { GROUP_COMMIT: 'off', DB_POOL_MAX: '2', DB_POOL_MAX_WAITING: '1' } })
   const userId = await newUser(app, 0)
