@@ -77,10 +77,12 @@ export interface LoadSpec {
   seconds: number
   /** The request body; called for every request, so it may pick a random user. */
   body: () => unknown
+  /** The Idempotency-Key of each request, when it carries one. */
+  key?: () => string
 }
 
 /** autocannon, programmatic: `connections` keep-alive connections PATCHing /api/balance for `seconds`. */
-export async function load ({ url, connections, seconds, body }: LoadSpec): Promise<LoadOutcome> {
+export async function load ({ url, connections, seconds, body, key }: LoadSpec): Promise<LoadOutcome> {
   const result = await autocannon({
     url: `${url}/api/balance`,
     connections,
@@ -89,7 +91,11 @@ export async function load ({ url, connections, seconds, body }: LoadSpec): Prom
       method: 'PATCH',
       path: '/api/balance',
       headers: { 'content-type': 'application/json' },
-      setupRequest: (request) => ({ ...request, body: JSON.stringify(body()) }),
+      setupRequest: (request) => ({
+        ...request,
+        body: JSON.stringify(body()),
+        ...(key === undefined ? {} : { headers: { ...request.headers, 'idempotency-key': key() } }),
+      }),
     }],
   })
   const responses = result['1xx'] + result['2xx'] + result['3xx'] + result['4xx'] + result['5xx']
