@@ -31,7 +31,8 @@ export const FEED_PAGE_SQL = `
  * The HTTP feed's page: FEED_PAGE_SQL, and in the same statement (one snapshot with any prune) the position of the
  * last event pruned (events_retention). A cursor before it has missed at least that event: no page is read, and the
  * position comes back alone (the route answers 410 CURSOR_EXPIRED). `fromStart` (no `after` given) reads the
- * retained log from its start. The LEFT JOIN keeps one row with NULL event columns when the page is empty.
+ * retained log from its start. The LEFT JOIN keeps one row with NULL event columns when the page is empty. (The
+ * lateral's xid is text: the outer order casts it back, so 99999 stays before 100000.)
  * Binds [afterXid, afterId, limit, fromStart].
  */
 export const CHECKED_FEED_PAGE_SQL = `
@@ -46,7 +47,7 @@ export const CHECKED_FEED_PAGE_SQL = `
     LIMIT $3
   ) e ON true
   WHERE r.id = 1
-  ORDER BY e.xid, e.id`
+  ORDER BY e.xid::xid8, e.id`
 
 /**
  * One page of a user's events after a seq. No watermark is needed: a user's seq n + 1 is written under the lock

@@ -100,6 +100,10 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.same(await rows(), [[c, 3], [a, 7]], 'the unpublished ones stay')
   t.match((await app.inject('/metrics')).body, /^events_pruned_total 12$/m)
 
+  // The page orders by xid as a number, not as the text it carries (xid 9 before xid 10).
+  await sql(app, `INSERT INTO events (id, xid, user_id, seq, type, amount, balance_after, created_at) VALUES (900000001, '10', 424242, 2, 'change', 1, 2, now()), (900000002, '9', 424242, 1, 'change', 1, 1, now())`)
+  t.same((await get('/api/events?limit=2')).body.items.map((e) => e.eventId), [900000002, 900000001])
+
   const doc = app.swagger() as { paths: Record<string, { get: { responses: Record<string, unknown> } }> }
   t.ok(doc.paths['/api/events']?.get.responses['410'] !== undefined && doc.paths['/api/users/{id}/events']?.get.responses['410'] !== undefined, 'the 410 is in the OpenAPI document')
 })
