@@ -108,6 +108,19 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.ok(doc.paths['/api/events']?.get.responses['410'] !== undefined && doc.paths['/api/users/{id}/events']?.get.responses['410'] !== undefined, 'the 410 is in the OpenAPI document')
 })
 
+t.test('the timer prunes by itself, one interval after boot', async (t) => {
+  const { app } = await build(t, { env: { EVENTS_RETENTION_HOURS: '1', EVENTS_PRUNE_INTERVAL_MS: '1000' } })
+  await sql(app, AGE) // the seeded user's opening
+  const started = Date.now()
+  let pruned = 0
+  while (pruned === 0 && Date.now() - started < 10_000) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    pruned = Number((await sql<{ pruned: string }>(app, 'SELECT pruned FROM events_retention'))[0]?.pruned)
+  }
+  t.equal(pruned, 1, `pruned by the timer after ${Date.now() - started} ms`)
+  t.match((await app.inject('/metrics')).body, /^events_pruned_total 1$/m)
+})
+
 t.test('EVENTS=off: no pruner runs', async (t) => {
   const { app } = await build(t, { env: { EVENTS: 'off' } })
   t.equal(app.events.pruner, undefined)
