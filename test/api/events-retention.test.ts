@@ -10,7 +10,7 @@ import { EventPruner } from '../../src/events/pruner.js'
 // publisher's cursor), each user's seq goes on without a gap, the feeds answer 410 CURSOR_EXPIRED for what is gone
 // and page normally from where the kept log starts, and the metrics say so. Events are aged by UPDATE created_at.
 
-interface Row { id: string, user_id: string, seq: string }
+type Row = { user_id: string, seq: string }
 type Page = { items: BalanceEvent[], nextCursor: string | number }
 
 const AGE = `UPDATE events SET created_at = now() - interval '2 hours'`
@@ -50,7 +50,7 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.same(await pruner.pruneOnce(), { held: true, deleted: 10 }, 'every aged event goes, the young one stays')
   t.same(await other.pruneOnce(), { held: false, deleted: 0 }, 'another instance: the lease is held, it deletes nothing')
   t.same(await rows(), [[a, 6]], 'only the young event is left (b, c and the seeded user have none)')
-  t.same((await sql<Row & { xid: string }>(app, 'SELECT user_id, seq FROM events_pruned ORDER BY user_id')).map((r) => [Number(r.user_id), Number(r.seq)]),
+  t.same((await sql<Row>(app, 'SELECT user_id, seq FROM events_pruned ORDER BY user_id')).map((r) => [Number(r.user_id), Number(r.seq)]),
     [[1, 1], [a, 5], [b, 2], [c, 2]], 'each user\'s last deleted seq is kept')
 
   // Seq goes on with no gap, also for users with no event left; a hold step reads the balance kept with the seq.
