@@ -339,8 +339,9 @@ export class BalanceClient {
 
   /**
    * GET /api/events: one page of the global feed after `after` (a previous page's nextCursor; absent: from the
-   * oldest event kept). An empty page returns the same cursor: poll again later. A cursor from before what the
-   * service's retention pruned throws CursorExpiredError (`oldestCursor`: where the kept feed is complete).
+   * start). An empty page returns the same cursor: poll again later. A read from before what the service's
+   * retention pruned (the start too, once anything was) throws CursorExpiredError (`oldestCursor`: where the kept
+   * feed is complete; read on from it).
    */
   async events (options: RequestOptions & { after?: string, limit?: number } = {}): Promise<EventsPage> {
     const { after, limit, ...requestOptions } = options

@@ -145,7 +145,7 @@ export class CursorExpiredError extends DomainError {
   readonly code = 'CURSOR_EXPIRED'
   constructor (readonly oldest: { oldestCursor: string } | { userId: number, oldestSeq: number }) {
     super('oldestCursor' in oldest
-      ? `querystring/after is before the retained events: events after it were pruned. The retained feed is complete after oldestCursor ${oldest.oldestCursor}; read on from there (GET /api/users/{id}/events shows each user's seq)`
+      ? `querystring/after is before the retained events (or absent: from the start): events after it were pruned. The retained feed is complete after oldestCursor ${oldest.oldestCursor}; read on with after=oldestCursor`
       : `querystring/after is before user ${oldest.userId}'s retained events: seq ${oldest.oldestSeq - 1} and older were pruned; the retained ones start at oldestSeq ${oldest.oldestSeq} (read with after=${oldest.oldestSeq - 1}; GET /api/users/{id} has the balance)`)
   }
 

@@ -51,32 +51,52 @@ async function * tail (nc: NatsConnection, stream: string, until?: number): Asyn
 
 export interface FeedSource { baseUrl: string, token?: string }
 
-async function feedPage (source: FeedSource, after: string | undefined): Promise<{ items: BalanceEvent[], nextCursor: string }> {
+/** A page, or (410 CURSOR_EXPIRED) the cursor from which the kept feed is complete. */
+async function feedPage (source: FeedSource, after: string | undefined): Promise<{ items: BalanceEvent[], nextCursor: string } | { oldestCursor: string }> {
   const query = new URLSearchParams({ limit: '1000', ...(after === undefined ? {} : { after }) })
   const response = await fetch(`${source.baseUrl}/api/events?${query.toString()}`, {
     headers: source.token === undefined ? {} : { authorization: `Bearer ${source.token}` },
     signal: AbortSignal.timeout(30_000),
   })
+  if (response.status === 410) {
+    const body = await response.json() as { code?: string, oldestCursor?: unknown }
+    if (body.code === 'CURSOR_EXPIRED' && typeof body.oldestCursor === 'string') return { oldestCursor: body.oldestCursor }
+  }
   if (response.status !== 200) throw new Error(`GET /api/events answered ${response.status}: ${await response.text()}`)
   return await response.json() as { items: BalanceEvent[], nextCursor: string }
 }
 
-/** The feed from its start until a page comes back empty (everything committed before the oldest open transaction). */
+/**
+ * The feed from its start until a page comes back empty (everything committed before the oldest open transaction).
+ * On a pruned database the start is gone (410): the read begins at the oldest event kept. Pruned past the read
+ * position while reading, the events in between are gone: that is an error (run it again), never a silent gap.
+ */
 export async function readFeed (source: FeedSource): Promise<BalanceEvent[]> {
   const events: BalanceEvent[] = []
   let cursor: string | undefined
   for (;;) {
     const page = await feedPage(source, cursor)
+    if ('oldestCursor' in page) {
+      if (cursor !== undefined) throw new Error('the feed was pruned past the read position while reading (EVENTS_RETENTION_HOURS): run the rebuild again')
+      cursor = page.oldestCursor
+      continue
+    }
     if (page.items.length === 0) return events
     events.push(...page.items)
     cursor = page.nextCursor
   }
 }
 
+/** Tails the feed; where events were pruned before they were read (410), says so on stderr and goes on after them. */
 async function * followFeed (source: FeedSource, pollMs = 500): AsyncGenerator<BalanceEvent> {
   let cursor: string | undefined
   for (;;) {
     const page = await feedPage(source, cursor)
+    if ('oldestCursor' in page) {
+      console.error(`events were pruned before they were read${cursor === undefined ? ' (from the start)' : ` (after ${cursor})`}; following from the oldest kept, ${page.oldestCursor}`)
+      cursor = page.oldestCursor
+      continue
+    }
     yield * page.items
     cursor = page.nextCursor
     if (page.items.length === 0) await new Promise((resolve) => setTimeout(resolve, pollMs))

@@ -1,6 +1,6 @@
 import type { Sequelize } from 'sequelize'
 import { boundedQuery } from '../db/pooler.js'
-import { FEED_START, positionBefore, type FeedPosition } from './cursor.js'
+import { positionBefore, type FeedPosition } from './cursor.js'
 import type { EventRow } from './event.js'
 
 /**
@@ -30,10 +30,10 @@ export const FEED_PAGE_SQL = `
 /**
  * The HTTP feed's page: FEED_PAGE_SQL, and in the same statement (one snapshot with any prune) the position of the
  * last event pruned (events_retention). A cursor before it has missed at least that event: no page is read, and the
- * position comes back alone (the route answers 410 CURSOR_EXPIRED). `fromStart` (no `after` given) reads the
- * retained log from its start. The LEFT JOIN keeps one row with NULL event columns when the page is empty. (The
- * lateral's xid is text: the outer order casts it back, so 99999 stays before 100000.)
- * Binds [afterXid, afterId, limit, fromStart].
+ * position comes back alone (the route answers 410 CURSOR_EXPIRED). The start of the feed is a position like any
+ * other: once anything was pruned, reading from the start would skip it, so it is refused too. The LEFT JOIN keeps
+ * one row with NULL event columns when the page is empty. (The lateral's xid is text: the outer order casts it
+ * back, so 99999 stays before 100000.) Binds [afterXid, afterId, limit].
  */
 export const CHECKED_FEED_PAGE_SQL = `
   SELECT r.pruned_xid::text AS pruned_xid, r.pruned_id, e.*
@@ -41,7 +41,7 @@ export const CHECKED_FEED_PAGE_SQL = `
   LEFT JOIN LATERAL (
     SELECT ${EVENT_COLUMNS}
     FROM events e
-    WHERE ($4::boolean OR ($1::xid8, $2::bigint) >= (r.pruned_xid, r.pruned_id))
+    WHERE ($1::xid8, $2::bigint) >= (r.pruned_xid, r.pruned_id)
       AND (e.xid, e.id) > ($1::xid8, $2::bigint) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY e.xid, e.id
     LIMIT $3
@@ -74,14 +74,13 @@ export const USER_FEED_PAGE_SQL = `
 /** A page, or the position of the last event pruned when `after` is before it (those events are gone). */
 export type CheckedPage<T> = { rows: EventRow[] } | { expired: T }
 
-export async function feedPage (sequelize: Sequelize, after: FeedPosition | undefined, limit: number): Promise<CheckedPage<FeedPosition>> {
-  const from = after ?? FEED_START
+export async function feedPage (sequelize: Sequelize, after: FeedPosition, limit: number): Promise<CheckedPage<FeedPosition>> {
   const rows = await boundedQuery<EventRow & { id: string | null, pruned_xid: string, pruned_id: string }>(
-    sequelize, CHECKED_FEED_PAGE_SQL, [from.xid, from.id, limit, after === undefined])
+    sequelize, CHECKED_FEED_PAGE_SQL, [after.xid, after.id, limit])
   const head = rows[0]
   if (head === undefined) throw new Error('invariant: events_retention has no row')
   const pruned = { xid: head.pruned_xid, id: Number(head.pruned_id) }
-  if (after !== undefined && positionBefore(after, pruned)) return { expired: pruned }
+  if (positionBefore(after, pruned)) return { expired: pruned }
   return { rows: rows.filter((row) => row.id !== null) }
 }
 

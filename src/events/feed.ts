@@ -24,11 +24,12 @@ export class EventFeed {
   ) {}
 
   /**
-   * A page after `after` (absent: from the oldest event kept). A cursor before the last pruned event is refused with
-   * CURSOR_EXPIRED (its oldestCursor is where the retained feed is complete), never answered with a page that skips.
+   * A page after `after` (absent: from the start). A position before the last pruned event, the start included once
+   * anything was pruned, is refused with CURSOR_EXPIRED (its oldestCursor: where the kept feed is complete), never
+   * answered with a page that skips.
    */
   async page (after: string | undefined, limit: number): Promise<FeedPage> {
-    const position = after === undefined ? undefined : decodeFeedCursor(after)
+    const position = after === undefined ? FEED_START : decodeFeedCursor(after)
     const page = await this.runRead(async () => await feedPage(this.sequelize, position, limit))
     if ('expired' in page) throw new CursorExpiredError({ oldestCursor: encodeFeedCursor(page.expired) })
     const last = page.rows.at(-1)

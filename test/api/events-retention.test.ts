@@ -1,7 +1,7 @@
 import t from 'tap'
-import { build, sql } from '../helper.js'
+import { build, listen, sql } from '../helper.js'
 import { newUser, request } from '../support/ledger.js'
-import { rebuildReport } from '../../src/events/consumer.js'
+import { readFeed, rebuildReport } from '../../src/events/consumer.js'
 import { encodeFeedCursor } from '../../src/events/cursor.js'
 import type { BalanceEvent } from '../../src/events/event.js'
 import { EventPruner } from '../../src/events/pruner.js'
@@ -57,17 +57,17 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.equal((await request(app, 'PATCH', '/api/balance', { userId: b, amount: 1 })).statusCode, 200)
   t.equal((await request(app, 'POST', '/api/holds', { userId: c, amount: 3 })).statusCode, 201)
   t.equal((await request(app, 'PATCH', '/api/balance', { userId: a, amount: -1 })).statusCode, 200)
-  const kept = (await get('/api/events')).body.items
-  t.same(kept.map((e) => [e.userId, e.seq, e.type, e.balanceAfter]), [[a, 6, 'change', 91], [b, 3, 'change', 56], [c, 3, 'hold-created', 11], [a, 7, 'change', 90]],
-    'no after: the feed from the oldest event kept; each user\'s seq continues from its last pruned one')
-
-  // The global feed: a cursor before the last pruned event is gone; at it (or later) pages normally.
-  const expired = await get(`/api/events?after=${early}`)
-  t.equal(expired.status, 410)
-  t.match(expired.body, { statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', oldestCursor: lastOld })
+  // The global feed: a cursor before the last pruned event (the start too) is gone; at it (or later) pages normally.
+  for (const url of ['/api/events', `/api/events?after=${early}`, `/api/events?after=${encodeFeedCursor({ xid: '0', id: 0 })}`]) {
+    const expired = await get(url)
+    t.equal(expired.status, 410, `${url}: 410`)
+    t.match(expired.body, { statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: /pruned/, oldestCursor: lastOld })
+  }
   const fromOldest = await get(`/api/events?after=${lastOld}`)
   t.equal(fromOldest.status, 200, 'from oldestCursor: a page')
-  t.same(fromOldest.body.items, kept, 'the same events: nothing after oldestCursor was pruned')
+  const kept = fromOldest.body.items
+  t.same(kept.map((e) => [e.userId, e.seq, e.type, e.balanceAfter]), [[a, 6, 'change', 91], [b, 3, 'change', 56], [c, 3, 'hold-created', 11], [a, 7, 'change', 90]],
+    'every event kept; each user\'s seq continues from its last pruned one, a hold step with the balance kept with it')
   t.equal((await get(`/api/events?after=${fromOldest.body.nextCursor}`)).body.items.length, 0, 'and on to the end')
 
   // A user's feed: exact per seq.
@@ -79,8 +79,11 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.same((await user(b, 2)).body.items.map((e) => e.seq), [3])
   t.same((await user(1, 1)).body, { items: [], nextCursor: 1 }, 'the seeded user: nothing kept, nothing missed after seq 1')
 
-  // npm run events -- --rebuild --feed on the pruned database: users from their oldest event kept.
-  const report = await rebuildReport('feed', kept, db.url)
+  // npm run events -- --rebuild --feed on the pruned database: the read starts at oldestCursor, users from their
+  // oldest event kept.
+  const read = await readFeed({ baseUrl: await listen(app) })
+  t.same(read, kept, 'the consumer reads from the oldest event kept')
+  const report = await rebuildReport('feed', read, db.url)
   t.match(report, { ok: true, events: 4, checked: 3, startedAfterPruning: 3, pruned: 1, problems: [], mismatches: [] })
 
   // Metrics: pruned total, the table's size (exact once analyzed), the oldest event's age.
@@ -100,10 +103,6 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.same(await rows(), [[c, 3], [a, 7]], 'the unpublished ones stay')
   t.match((await app.inject('/metrics')).body, /^events_pruned_total 12$/m)
 
-  // The page orders by xid as a number, not as the text it carries (xid 9 before xid 10).
-  await sql(app, `INSERT INTO events (id, xid, user_id, seq, type, amount, balance_after, created_at) VALUES (900000001, '10', 424242, 2, 'change', 1, 2, now()), (900000002, '9', 424242, 1, 'change', 1, 1, now())`)
-  t.same((await get('/api/events?limit=2')).body.items.map((e) => e.eventId), [900000002, 900000001])
-
   const doc = app.swagger() as { paths: Record<string, { get: { responses: Record<string, unknown> } }> }
   t.ok(doc.paths['/api/events']?.get.responses['410'] !== undefined && doc.paths['/api/users/{id}/events']?.get.responses['410'] !== undefined, 'the 410 is in the OpenAPI document')
 })
@@ -121,7 +120,11 @@ t.test('the timer prunes by itself, one interval after boot', async (t) => {
   t.match((await app.inject('/metrics')).body, /^events_pruned_total 1$/m)
 })
 
-t.test('EVENTS=off: no pruner runs', async (t) => {
+t.test('EVENTS=off: no pruner runs; the feed still orders by xid as a number', async (t) => {
   const { app } = await build(t, { env: { EVENTS: 'off' } })
   t.equal(app.events.pruner, undefined)
+  // The checked page orders by xid as a number, not as the text it carries: xid 9 before xid 10.
+  await sql(app, `INSERT INTO events (id, xid, user_id, seq, type, amount, balance_after, created_at) VALUES (900000001, '10', 424242, 2, 'change', 1, 2, now()), (900000002, '9', 424242, 1, 'change', 1, 1, now())`)
+  const page = (await request(app, 'GET', '/api/events?limit=2')).json() as { items: BalanceEvent[] }
+  t.same(page.items.map((e) => e.eventId), [900000002, 900000001])
 })
