@@ -5,7 +5,8 @@ import { inlineStatement } from '../db/hot-query.js'
 
 /**
  * The pruner: deletes events older than the retention, never on a request's path (its own connection, named
- * balance-api-events-pruner, and its own timer), so the events table stays bounded by the retention window.
+ * balance-api-events-pruner, opened for a round and closed after it unless a backlog is draining, and its own
+ * timer), so the events table stays bounded by the retention window.
  *
  * What it deletes is always a prefix of the feed, in (xid, id) order, up to EVENTS_PRUNE_BATCH events per statement:
  * the events before the first one that is still younger than the retention, below the feed's watermark (final: no
@@ -162,7 +163,10 @@ export class EventPruner {
       if (this.stopped) break
       try {
         const round = await this.pruneOnce()
-        delay = round.deleted === this.options.batchSize ? DRAIN_PAUSE_MS : this.options.intervalMs
+        const draining = round.deleted === this.options.batchSize
+        delay = draining ? DRAIN_PAUSE_MS : this.options.intervalMs
+        // A round a minute needs no backend held in between: the connection is kept only while a backlog drains.
+        if (!draining) await this.closeDatabase()
       } catch (error) {
         this.observer.failed()
         this.log.warn({ err: error, retryInMs: this.options.intervalMs }, 'events pruner round failed')

@@ -118,6 +118,10 @@ t.test('the timer prunes by itself, one interval after boot', async (t) => {
   }
   t.equal(pruned, 1, `pruned by the timer after ${Date.now() - started} ms`)
   t.match((await app.inject('/metrics')).body, /^events_pruned_total 1$/m)
+  const backends = async (): Promise<number> => Number((await sql<{ n: string }>(app,
+    `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'balance-api-events-pruner'`))[0]?.n)
+  for (let i = 0; i < 50 && await backends() > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(await backends(), 0, 'no backend held between rounds')
 })
 
 t.test('EVENTS=off: no pruner runs; the feed still orders by xid as a number', async (t) => {
