@@ -172,6 +172,14 @@ export const EnvSchema = Type.Object({
   EVENTS_PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 2000, description: 'Longest wait for JetStream to acknowledge one event (and for a connection to NATS)' }),
   EVENTS_RETRY_MAX_MS: Type.Integer({ minimum: 100, maximum: 600000, default: 5000, description: 'Longest pause between the publisher\'s attempts after a failure (it doubles from EVENTS_POLL_INTERVAL_MS)' }),
   EVENTS_DUPLICATE_WINDOW_S: Type.Integer({ minimum: 1, maximum: 604800, default: 600, description: 'duplicate_window of a stream this service creates: a re-publish within it is dropped by JetStream' }),
+  EVENTS_RETENTION_HOURS: Type.Integer({
+    minimum: 1,
+    maximum: 87600,
+    default: 720,
+    description: 'Events older than this are deleted (never one not yet published, docs/events.md); also the max_age of a stream this service creates',
+  }),
+  EVENTS_PRUNE_BATCH: Type.Integer({ minimum: 1, maximum: 50000, default: 5000, description: 'Most events one prune statement deletes' }),
+  EVENTS_PRUNE_INTERVAL_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'Pause between prune rounds (a round that deleted a full batch goes on at once)' }),
 })
 
 export type Config = Static<typeof EnvSchema>

@@ -11,6 +11,7 @@ import { idempotencyPurgeLast } from './0009-idempotency-purge-last.js'
 import { holds } from './0010-holds.js'
 import { eventsMigration } from './0011-events.js'
 import { bulk } from './0012-bulk.js'
+import { eventsRetention } from './0013-events-retention.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -26,4 +27,5 @@ export const migrations: Migration[] = [
   holds,
   eventsMigration,
   bulk,
+  eventsRetention,
 ]

@@ -339,14 +339,19 @@ export class BalanceClient {
 
   /**
    * GET /api/events: one page of the global feed after `after` (a previous page's nextCursor; absent: from the
-   * start). An empty page returns the same cursor: poll again later.
+   * start). An empty page returns the same cursor: poll again later. A read from before what the service's
+   * retention pruned (the start too, once anything was) throws CursorExpiredError (`oldestCursor`: where the kept
+   * feed is complete; read on from it).
    */
   async events (options: RequestOptions & { after?: string, limit?: number } = {}): Promise<EventsPage> {
     const { after, limit, ...requestOptions } = options
     return (await this.send({ method: 'GET', path: `/api/events${searchOf({ after, limit })}`, idempotencyKey: undefined, probe: false, options: requestOptions })).body as EventsPage
   }
 
-  /** GET /api/users/:id/events: the user's events with seq > `after` (default 0), in seq order. */
+  /**
+   * GET /api/users/:id/events: the user's events with seq > `after` (default 0), in seq order; CursorExpiredError
+   * (`oldestSeq`) when some of them were pruned.
+   */
   async userEvents (id: number, options: RequestOptions & { after?: number, limit?: number } = {}): Promise<UserEventsPage> {
     const { after, limit, ...requestOptions } = options
     const path = `/api/users/${encodeURIComponent(id)}/events${searchOf({ after, limit })}`

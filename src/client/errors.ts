@@ -84,6 +84,23 @@ export class UserNotFoundError extends BalanceApiError {}
 /** 422 IDEMPOTENCY_KEY_REUSED: this key was used before for a different request. */
 export class IdempotencyKeyReusedError extends BalanceApiError {}
 
+/**
+ * 410 CURSOR_EXPIRED (GET /api/events, GET /api/users/:id/events): the events after `after` were deleted by the
+ * service's retention, so reading on would skip them. `oldestCursor` (the global feed) is where the retained feed
+ * is complete; `oldestSeq` (a user's feed) is the user's first seq kept. Resynchronise (e.g. the user's balance from
+ * GET /api/users/:id) and read on from there. Never retried.
+ */
+export class CursorExpiredError extends BalanceApiError {
+  readonly oldestCursor: string | undefined
+  readonly oldestSeq: number | undefined
+
+  constructor (status: number, body: ErrorBody, replayed: boolean, summary: AttemptSummary) {
+    super(status, body, replayed, summary)
+    this.oldestCursor = typeof body.oldestCursor === 'string' ? body.oldestCursor : undefined
+    this.oldestSeq = typeof body.oldestSeq === 'number' ? body.oldestSeq : undefined
+  }
+}
+
 /** 409 with the balance the service checked. */
 abstract class BalanceConflictError extends BalanceApiError {
   /** The user whose bound was hit (the sender of a transfer for funds, the receiver for the limit). */
@@ -210,6 +227,7 @@ const BY_CODE: Record<string, ApiErrorClass> = {
   HOLD_EXPIRED: HoldExpiredError,
   CAPTURE_EXCEEDS_HOLD: CaptureExceedsHoldError,
   IDEMPOTENCY_KEY_REUSED: IdempotencyKeyReusedError,
+  CURSOR_EXPIRED: CursorExpiredError,
   UNAUTHORIZED: UnauthorizedError,
   FORBIDDEN: ForbiddenError,
   DB_UNAVAILABLE: DatabaseUnavailableError,

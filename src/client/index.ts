@@ -45,6 +45,7 @@ export {
   BalanceLimitExceededError,
   BalanceNetworkError,
   CaptureExceedsHoldError,
+  CursorExpiredError,
   HoldExpiredError,
   HoldNotActiveError,
   HoldNotFoundError,

@@ -777,7 +777,7 @@ export interface paths {
         };
         /**
          * Every committed balance change, in order
-         * @description The global event feed. A page holds only events of transactions older than the oldest one still running, so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. A user's events appear in seq order. An empty page returns the same cursor.
+         * @description The global event feed. A page holds only events of transactions older than the oldest one still running, so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. A user's events appear in seq order. An empty page returns the same cursor. Events older than the retention (EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event, or no cursor once anything was deleted, is a 410 CURSOR_EXPIRED whose oldestCursor reads on from the oldest event kept (never a page that skips).
          */
         get: {
             parameters: {
@@ -904,6 +904,34 @@ export interface paths {
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description CURSOR_EXPIRED: events after this cursor (or, without one, from the start) were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them */
+                410: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 410,
+                         *       "code": "CURSOR_EXPIRED",
+                         *       "error": "Gone",
+                         *       "message": "querystring/after is before the retained events: events after it were pruned…",
+                         *       "oldestCursor": "MTIzNDUuNjc4OQ"
+                         *     }
+                         */
+                        "application/json": {
+                            /** @enum {string} */
+                            code: "CURSOR_EXPIRED";
+                            /** @example Gone */
+                            error: string;
+                            message: string;
+                            /** @description The position of the last pruned event: the feed after it is complete. Read on with after=oldestCursor (the events in between are gone: rebuild affected users from GET /api/users/{id}) */
+                            oldestCursor: string;
+                            /** @enum {number} */
+                            statusCode: 410;
+                        };
                     };
                 };
                 /** @description HPE_HEADER_OVERFLOW: the request headers are larger than 16 KB; the connection is closed */
@@ -3650,7 +3678,7 @@ export interface paths {
         };
         /**
          * A user's events, in seq order
-         * @description seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is.
+         * @description seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is. An `after` (default 0) below the user's last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept.
          */
         get: {
             parameters: {
@@ -3800,6 +3828,40 @@ export interface paths {
                          *     }
                          */
                         "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description CURSOR_EXPIRED: the user's events after `after` were deleted by the retention (EVENTS_RETENTION_HOURS) */
+                410: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        /**
+                         * @example {
+                         *       "statusCode": 410,
+                         *       "code": "CURSOR_EXPIRED",
+                         *       "error": "Gone",
+                         *       "message": "querystring/after is before user 7's retained events…",
+                         *       "userId": 7,
+                         *       "oldestSeq": 42
+                         *     }
+                         */
+                        "application/json": {
+                            /** @enum {string} */
+                            code: "CURSOR_EXPIRED";
+                            /** @example Gone */
+                            error: string;
+                            message: string;
+                            /** @description The user's first seq kept: seq oldestSeq − 1 and older were deleted; read on with after=oldestSeq − 1 */
+                            oldestSeq: number;
+                            /** @enum {number} */
+                            statusCode: 410;
+                            /**
+                             * @description User id
+                             * @example 1
+                             */
+                            userId: number;
+                        };
                     };
                 };
                 /** @description FST_ERR_MAX_PARAM_LENGTH: a path parameter longer than 100 characters */

@@ -138,6 +138,23 @@ export class InvalidCursorError extends DomainError {
 }
 
 /**
+ * A feed cursor (or a per-user `after` seq) older than the retained log: events after it were pruned
+ * (EVENTS_RETENTION_HOURS), so reading on from it would skip them. The answer says where the retained log starts.
+ */
+export class CursorExpiredError extends DomainError {
+  readonly code = 'CURSOR_EXPIRED'
+  constructor (readonly oldest: { oldestCursor: string } | { userId: number, oldestSeq: number }) {
+    super('oldestCursor' in oldest
+      ? `querystring/after is before the retained events (or absent: from the start): events after it were pruned. The retained feed is complete after oldestCursor ${oldest.oldestCursor}; read on with after=oldestCursor`
+      : `querystring/after is before user ${oldest.userId}'s retained events: seq ${oldest.oldestSeq - 1} and older were pruned; the retained ones start at oldestSeq ${oldest.oldestSeq} (read with after=${oldest.oldestSeq - 1}; GET /api/users/{id} has the balance)`)
+  }
+
+  override details (): Record<string, unknown> {
+    return { ...this.oldest }
+  }
+}
+
+/**
  * What the caller's request was, for the advice a 503 gives: only a keyed write can learn its outcome by a retry;
  * a keyless write retried on that advice could run twice; a read changed nothing.
  */

@@ -1,5 +1,5 @@
 import type { Sequelize } from 'sequelize'
-import { UserNotFoundError } from '../domain/errors.js'
+import { CursorExpiredError, UserNotFoundError } from '../domain/errors.js'
 import { FEED_START, decodeFeedCursor, encodeFeedCursor } from './cursor.js'
 import { feedPage, userFeedPage } from './db.js'
 import { positionOf, toEvent, type BalanceEvent } from './event.js'
@@ -23,17 +23,25 @@ export class EventFeed {
     private readonly runRead: <T>(work: () => Promise<T>) => Promise<T>,
   ) {}
 
+  /**
+   * A page after `after` (absent: from the start). A position before the last pruned event, the start included once
+   * anything was pruned, is refused with CURSOR_EXPIRED (its oldestCursor: where the kept feed is complete), never
+   * answered with a page that skips.
+   */
   async page (after: string | undefined, limit: number): Promise<FeedPage> {
     const position = after === undefined ? FEED_START : decodeFeedCursor(after)
-    const rows = await this.runRead(async () => await feedPage(this.sequelize, position, limit))
-    const last = rows.at(-1)
-    return { items: rows.map(toEvent), nextCursor: last === undefined ? (after ?? encodeFeedCursor(FEED_START)) : encodeFeedCursor(positionOf(last)) }
+    const page = await this.runRead(async () => await feedPage(this.sequelize, position, limit))
+    if ('expired' in page) throw new CursorExpiredError({ oldestCursor: encodeFeedCursor(page.expired) })
+    const last = page.rows.at(-1)
+    return { items: page.rows.map(toEvent), nextCursor: last === undefined ? (after ?? encodeFeedCursor(FEED_START)) : encodeFeedCursor(positionOf(last)) }
   }
 
+  /** The user's events after `afterSeq`; CURSOR_EXPIRED when events after it were pruned (oldestSeq: the first kept). */
   async userPage (userId: number, afterSeq: number, limit: number): Promise<UserFeedPage> {
-    const rows = await this.runRead(async () => await userFeedPage(this.sequelize, userId, afterSeq, limit))
-    if (rows === null) throw new UserNotFoundError(userId)
-    const items = rows.map(toEvent)
+    const page = await this.runRead(async () => await userFeedPage(this.sequelize, userId, afterSeq, limit))
+    if (page === null) throw new UserNotFoundError(userId)
+    if ('expired' in page) throw new CursorExpiredError({ userId, oldestSeq: page.expired + 1 })
+    const items = page.rows.map(toEvent)
     return { items, nextCursor: items.at(-1)?.seq ?? afterSeq }
   }
 }

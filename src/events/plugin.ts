@@ -1,19 +1,21 @@
 import fp from 'fastify-plugin'
 import { Counter, Gauge } from 'prom-client'
 import { EventFeed } from './feed.js'
+import { EventPruner, ROWS_COUNT_CAP, type PrunerObserver } from './pruner.js'
 import { EventPublisher, PENDING_COUNT_CAP, type PublisherObserver } from './publisher.js'
 import { switchEventTriggers } from './switch.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    events: { feed: EventFeed, publisher: EventPublisher | undefined }
+    events: { feed: EventFeed, publisher: EventPublisher | undefined, pruner: EventPruner | undefined }
   }
 }
 
 /**
- * Events: the triggers switched to EVENTS, the HTTP feed's reads, and (with EVENTS_NATS_URL) the publisher to NATS
- * JetStream, started once the app is ready and stopped before the database closes. The publisher runs on its own
- * connection and timer: no request ever waits for it or for NATS.
+ * Events: the triggers switched to EVENTS, the HTTP feed's reads, (with EVENTS_NATS_URL) the publisher to NATS
+ * JetStream, and (with EVENTS=on) the pruner that keeps EVENTS_RETENTION_HOURS of them, both started once the app is
+ * ready and stopped before the database closes. Each runs on its own connection and timer: no request ever waits
+ * for them or for NATS.
  */
 export default fp(async function events (fastify) {
   const { config, sequelize, balanceService } = fastify
@@ -21,6 +23,7 @@ export default fp(async function events (fastify) {
   if (switched.length > 0) fastify.log.warn({ events: config.EVENTS, triggers: switched }, 'event triggers switched (EVENTS changed for every instance on this database)')
 
   const feed = new EventFeed(sequelize, async (work) => await balanceService.runRead(work))
+  const database = connectionOf(sequelize.config as unknown as Parameters<typeof connectionOf>[0])
   const publisher = config.EVENTS_NATS_URL === undefined
     ? undefined
     : new EventPublisher({
@@ -33,10 +36,28 @@ export default fp(async function events (fastify) {
       publishTimeoutMs: config.EVENTS_PUBLISH_TIMEOUT_MS,
       retryMaxMs: config.EVENTS_RETRY_MAX_MS,
       duplicateWindowS: config.EVENTS_DUPLICATE_WINDOW_S,
+      maxAgeHours: config.EVENTS_RETENTION_HOURS,
       statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-      database: connectionOf(sequelize.config as unknown as Parameters<typeof connectionOf>[0]),
+      database,
     }, publisherMetrics(fastify.metrics?.registry), fastify.log)
-  fastify.decorate('events', { feed, publisher })
+  // EVENTS=off: nothing is written, so nothing is pruned either (the events kept stay as they are).
+  const pruner = config.EVENTS === 'off'
+    ? undefined
+    : new EventPruner({
+      retentionHours: config.EVENTS_RETENTION_HOURS,
+      batchSize: config.EVENTS_PRUNE_BATCH,
+      intervalMs: config.EVENTS_PRUNE_INTERVAL_MS,
+      leaseTtlMs: config.EVENTS_LEASE_TTL_MS,
+      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+      publisher: publisher !== undefined,
+      database,
+    }, prunerMetrics(fastify.metrics?.registry), fastify.log)
+  fastify.decorate('events', { feed, publisher, pruner })
+  if (pruner !== undefined) {
+    fastify.addHook('onReady', async () => { pruner.start() })
+    fastify.addHook('preClose', async () => { await pruner.stop() })
+  }
   if (publisher === undefined) return
   fastify.addHook('onReady', async () => { publisher.start() })
   fastify.addHook('preClose', async () => { await publisher.stop() })
@@ -70,5 +91,19 @@ function publisherMetrics (registry: import('prom-client').Registry | undefined)
     published (count) { published.inc(count) },
     failed (stage) { errors.inc({ stage }) },
     stats (count, seconds) { pending.set(count); lag.set(seconds) },
+  }
+}
+
+/** Events pruned and prune failures (this instance), the table's size and its oldest event's age (database-wide). */
+function prunerMetrics (registry: import('prom-client').Registry | undefined): PrunerObserver {
+  const registers = registry === undefined ? [] : [registry]
+  const pruned = new Counter({ name: 'events_pruned_total', help: 'Events this instance deleted past EVENTS_RETENTION_HOURS', registers })
+  const errors = new Counter({ name: 'events_prune_errors_total', help: 'Prune rounds that failed (retried after EVENTS_PRUNE_INTERVAL_MS)', registers })
+  const rows = new Gauge({ name: 'events_table_rows', help: `Events kept: PostgreSQL's live-row estimate (counted up to ${ROWS_COUNT_CAP} before the first ANALYZE)`, registers })
+  const oldest = new Gauge({ name: 'events_oldest_age_seconds', help: 'Age of the oldest event kept (the first in feed order; 0 when there is none)', registers })
+  return {
+    pruned (count) { pruned.inc(count) },
+    failed () { errors.inc() },
+    stats (count, seconds) { rows.set(count); oldest.set(seconds) },
   }
 }

@@ -32,6 +32,8 @@ export interface PublisherOptions {
   publishTimeoutMs: number
   retryMaxMs: number
   duplicateWindowS: number
+  /** max_age of a stream this publisher creates (EVENTS_RETENTION_HOURS): the stream is bounded like the table. */
+  maxAgeHours: number
   statementTimeoutMs: number
   /** The database, as pg connection settings (the publisher has its own connection, named balance-api-events). */
   database: pg.ClientConfig
@@ -250,12 +252,15 @@ export class EventPublisher {
       await jsm.streams.info(this.options.stream)
     } catch (error) {
       if (!/stream not found/i.test(String((error as Error).message))) throw error
+      // JetStream refuses a duplicate window longer than max_age: the window is cut to it.
+      const maxAgeMs = this.options.maxAgeHours * 3_600_000
       await jsm.streams.add({
         name: this.options.stream,
         subjects: [`${this.options.subjectPrefix}.*`],
-        duplicate_window: nanos(this.options.duplicateWindowS * 1000),
+        max_age: nanos(maxAgeMs),
+        duplicate_window: nanos(Math.min(this.options.duplicateWindowS * 1000, maxAgeMs)),
       })
-      this.log.info({ stream: this.options.stream, subjects: `${this.options.subjectPrefix}.*` }, 'events stream created')
+      this.log.info({ stream: this.options.stream, subjects: `${this.options.subjectPrefix}.*`, maxAgeHours: this.options.maxAgeHours }, 'events stream created')
     }
   }
 

@@ -50,16 +50,44 @@ export const EventsResponse = Type.Object({
   nextCursor: Type.String({ description: 'Pass as `after` for the next page; the same cursor when nothing new was there (poll again)' }),
 }, { description: 'One page of the global feed, in transaction order' })
 
+/** 410 of the global feed: the cursor is before the last pruned event (EVENTS_RETENTION_HOURS). */
+export const FeedCursorExpiredResponse = Type.Object({
+  statusCode: Type.Literal(410),
+  code: Type.Literal('CURSOR_EXPIRED'),
+  error: Type.String({ examples: ['Gone'] }),
+  message: Type.String(),
+  oldestCursor: Type.String({ description: 'The position of the last pruned event: the feed after it is complete. Read on with after=oldestCursor (the events in between are gone: rebuild affected users from GET /api/users/{id})' }),
+}, {
+  description: 'CURSOR_EXPIRED: events after this cursor (or, without one, from the start) were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them',
+  examples: [{ statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: 'querystring/after is before the retained events: events after it were pruned…', oldestCursor: 'MTIzNDUuNjc4OQ' }],
+})
+
+/** 410 of a user's feed: `after` is below the last seq pruned of this user. */
+export const UserCursorExpiredResponse = Type.Object({
+  statusCode: Type.Literal(410),
+  code: Type.Literal('CURSOR_EXPIRED'),
+  error: Type.String({ examples: ['Gone'] }),
+  message: Type.String(),
+  userId: UserId,
+  oldestSeq: Type.Integer({ minimum: 2, description: 'The user\'s first seq kept: seq oldestSeq − 1 and older were deleted; read on with after=oldestSeq − 1' }),
+}, {
+  description: 'CURSOR_EXPIRED: the user\'s events after `after` were deleted by the retention (EVENTS_RETENTION_HOURS)',
+  examples: [{ statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: 'querystring/after is before user 7\'s retained events…', userId: 7, oldestSeq: 42 }],
+})
+
 export const eventsSchema = {
   summary: 'Every committed balance change, in order',
   description: 'The global event feed. A page holds only events of transactions older than the oldest one still running, ' +
     'so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. ' +
-    'A user\'s events appear in seq order. An empty page returns the same cursor.',
+    'A user\'s events appear in seq order. An empty page returns the same cursor. Events older than the retention ' +
+    '(EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event, or no cursor once anything was deleted, ' +
+    'is a 410 CURSOR_EXPIRED whose oldestCursor reads on from the oldest event kept (never a page that skips).',
   tags: ['events'],
   querystring: EventsQuery,
   response: {
     200: EventsResponse,
     400: badRequest,
+    410: FeedCursorExpiredResponse,
     ...commonErrors,
   },
 }
@@ -76,7 +104,8 @@ export const UserEventsResponse = Type.Object({
 
 export const userEventsSchema = {
   summary: 'A user\'s events, in seq order',
-  description: 'seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is.',
+  description: 'seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is. ' +
+    'An `after` (default 0) below the user\'s last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept.',
   tags: ['events'],
   params: UserParams,
   querystring: UserEventsQuery,
@@ -84,6 +113,7 @@ export const userEventsSchema = {
     200: UserEventsResponse,
     400: badRequest,
     404: userNotFound,
+    410: UserCursorExpiredResponse,
     ...commonErrors,
   },
 }

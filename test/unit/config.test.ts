@@ -39,6 +39,9 @@ t.test('defaults', async (t) => {
     EVENTS_PUBLISH_TIMEOUT_MS: 2000,
     EVENTS_RETRY_MAX_MS: 5000,
     EVENTS_DUPLICATE_WINDOW_S: 600,
+    EVENTS_RETENTION_HOURS: 720,
+    EVENTS_PRUNE_BATCH: 5000,
+    EVENTS_PRUNE_INTERVAL_MS: 60000,
   })
   t.equal(config.DATABASE_URL, undefined, 'no DATABASE_URL means embedded PostgreSQL')
   t.equal(config.LOG_PRETTY, undefined, 'no LOG_PRETTY: pretty when stdout is a terminal, JSON otherwise (src/app.ts)')
@@ -88,6 +91,11 @@ t.test('a bad value names the variable', async (t) => {
     [{ DB_READ_CONCURRENCY: '0' }, /DB_READ_CONCURRENCY/],
     [{ BULK_MAX_CHANGES: '0' }, /BULK_MAX_CHANGES/],
     [{ BULK_MAX_CHANGES: '5001' }, /BULK_MAX_CHANGES/],
+    [{ EVENTS_RETENTION_HOURS: '0' }, /EVENTS_RETENTION_HOURS/],
+    [{ EVENTS_RETENTION_HOURS: '87601' }, /EVENTS_RETENTION_HOURS/],
+    [{ EVENTS_PRUNE_BATCH: '0' }, /EVENTS_PRUNE_BATCH/],
+    [{ EVENTS_PRUNE_BATCH: '50001' }, /EVENTS_PRUNE_BATCH/],
+    [{ EVENTS_PRUNE_INTERVAL_MS: '999' }, /EVENTS_PRUNE_INTERVAL_MS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
   ]

@@ -29,9 +29,25 @@ t.test('rebuild: balances from events, every anomaly named', async (t) => {
   t.match(bad.problems, [/event 1001 seen twice/, /user 1: seq 3 where 2 was due/, /user 2 seq 1: balanceAfter 6, rebuilt 5/])
 
   const compared = compareWithDatabase(good, [{ id: 1, balance: 7, lastSeq: 2 }, { id: 2, balance: 5, lastSeq: 4 }, { id: 3, balance: 0, lastSeq: 0 }])
-  t.same(compared, { checked: 2, behind: 1, mismatches: [] }, 'a user the events have not caught up with is behind, not wrong')
+  t.same(compared, { checked: 2, behind: 1, pruned: 0, mismatches: [] }, 'a user the events have not caught up with is behind, not wrong')
   t.match(compareWithDatabase(good, [{ id: 1, balance: 8, lastSeq: 2 }]).mismatches, [/user 1: database 8, events 7/, /user 2: in the events, not in the database/])
   t.match(compareWithDatabase(good, [{ id: 1, balance: 7, lastSeq: 1 }, { id: 2, balance: 5, lastSeq: 1 }]).mismatches, [/user 1: the events reach seq 2, the database 1/])
+})
+
+t.test('rebuild on a pruned database: a user starts from its first event kept, up to its last pruned seq + 1', async (t) => {
+  const pruned = new Map([[1, 4], [2, 2]])
+  const upTo = (userId: number): number => pruned.get(userId) ?? 0
+  // User 1: seq 1..4 pruned, 5 and 6 read. User 2: seq 1..2 pruned, 3 read. User 3: nothing pruned, starts at 2: a gap.
+  const rebuilt = rebuildBalances([event(1, 5, -2, 40), event(2, 3, 1, 8), event(1, 6, 5, 45), event(3, 2, 1, 1)], upTo)
+  t.equal(rebuilt.startedAfterPruning, 2)
+  t.same([...rebuilt.users].slice(0, 2), [[1, { balance: 45, seq: 6 }], [2, { balance: 8, seq: 3 }]], 'from balanceAfter − amount of the first event kept')
+  t.match(rebuilt.problems, [/user 3: seq 2 where 1 was due/], 'a user with nothing pruned must start at 1')
+  t.match(rebuildBalances([event(1, 6, 5, 45)], upTo).problems, [/user 1: seq 6 where 1 was due/], 'past its last pruned seq + 1: a gap')
+  t.same(rebuildBalances([event(1, 6, 5, 45)], () => Number.POSITIVE_INFINITY).problems, [], 'a truncated stream: any start')
+  const compared = compareWithDatabase(rebuildBalances([event(1, 5, -2, 40)], upTo), [
+    { id: 1, balance: 40, lastSeq: 5, prunedSeq: 4 }, { id: 2, balance: 7, lastSeq: 2, prunedSeq: 2 }, { id: 4, balance: 0, lastSeq: 0, prunedSeq: 0 },
+  ])
+  t.same(compared, { checked: 2, behind: 0, pruned: 1, mismatches: [] }, 'a user whose every event was pruned is counted apart')
 })
 
 t.test('an event row becomes the documented body: optional fields left out', async (t) => {
