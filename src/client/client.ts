@@ -339,9 +339,9 @@ export class BalanceClient {
 
   /**
    * GET /api/events: one page of the global feed after `after` (a previous page's nextCursor; absent: from the
-   * start). An empty page returns the same cursor: poll again later. A read from before what the service's
-   * retention pruned (the start too, once anything was) throws CursorExpiredError (`oldestCursor`: where the kept
-   * feed is complete; read on from it).
+   * oldest event kept). An empty page returns the same cursor: poll again later. A cursor from before what the
+   * service's retention pruned throws CursorExpiredError (`oldestCursor`: where the kept feed is complete; read on
+   * from it).
    */
   async events (options: RequestOptions & { after?: string, limit?: number } = {}): Promise<EventsPage> {
     const { after, limit, ...requestOptions } = options
@@ -349,8 +349,8 @@ export class BalanceClient {
   }
 
   /**
-   * GET /api/users/:id/events: the user's events with seq > `after` (default 0), in seq order; CursorExpiredError
-   * (`oldestSeq`) when some of them were pruned.
+   * GET /api/users/:id/events: the user's events with seq > `after` (absent: from the first seq kept), in seq order;
+   * CursorExpiredError (`oldestSeq`) when some of them were pruned.
    */
   async userEvents (id: number, options: RequestOptions & { after?: number, limit?: number } = {}): Promise<UserEventsPage> {
     const { after, limit, ...requestOptions } = options

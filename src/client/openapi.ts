@@ -777,12 +777,12 @@ export interface paths {
         };
         /**
          * Every committed balance change, in order
-         * @description The global event feed. A page holds only events of transactions older than the oldest one still running, so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. A user's events appear in seq order. An empty page returns the same cursor. Events older than the retention (EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event, or no cursor once anything was deleted, is a 410 CURSOR_EXPIRED whose oldestCursor reads on from the oldest event kept (never a page that skips).
+         * @description The global event feed. A page holds only events of transactions older than the oldest one still running, so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. A user's events appear in seq order. An empty page returns the same cursor. Events older than the retention (EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event is a 410 CURSOR_EXPIRED whose oldestCursor reads on from the oldest event kept (never a page that skips); without a cursor the read starts there.
          */
         get: {
             parameters: {
                 query?: {
-                    /** @description Opaque cursor: the `nextCursor` of the previous page (absent: from the first event). Anything else is a 400 INVALID_CURSOR. */
+                    /** @description Opaque cursor: the `nextCursor` of the previous page (absent: from the oldest event kept). Anything else is a 400 INVALID_CURSOR. */
                     after?: string;
                     /** @description Events per page */
                     limit?: number;
@@ -906,7 +906,7 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description CURSOR_EXPIRED: events after this cursor (or, without one, from the start) were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them */
+                /** @description CURSOR_EXPIRED: events after this cursor were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them */
                 410: {
                     headers: {
                         [name: string]: unknown;
@@ -3678,12 +3678,12 @@ export interface paths {
         };
         /**
          * A user's events, in seq order
-         * @description seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is. An `after` (default 0) below the user's last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept.
+         * @description seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is. An `after` below the user's last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept; without `after` the read starts at the first seq kept.
          */
         get: {
             parameters: {
                 query?: {
-                    /** @description The last seq already read (0: from the first) */
+                    /** @description The last seq already read (0: from seq 1, a 410 once any was pruned; absent: from the first seq kept) */
                     after?: number;
                     /** @description Events per page */
                     limit?: number;

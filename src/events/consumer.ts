@@ -68,7 +68,7 @@ async function feedPage (source: FeedSource, after: string | undefined): Promise
 
 /**
  * The feed from its start until a page comes back empty (everything committed before the oldest open transaction).
- * On a pruned database the start is gone (410): the read begins at the oldest event kept. Pruned past the read
+ * On a pruned database the read begins at the oldest event kept (a read without a cursor starts there). Pruned past the read
  * position while reading, the events in between are gone: that is an error (run it again), never a silent gap.
  */
 export async function readFeed (source: FeedSource): Promise<BalanceEvent[]> {

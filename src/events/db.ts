@@ -30,8 +30,8 @@ export const FEED_PAGE_SQL = `
 /**
  * The HTTP feed's page: FEED_PAGE_SQL, and in the same statement (one snapshot with any prune) the position of the
  * last event pruned (events_retention). A cursor before it has missed at least that event: no page is read, and the
- * position comes back alone (the route answers 410 CURSOR_EXPIRED). The start of the feed is a position like any
- * other: once anything was pruned, reading from the start would skip it, so it is refused too. The LEFT JOIN keeps
+ * position comes back alone (the route answers 410 CURSOR_EXPIRED, or reads again from it when the reader gave no
+ * cursor). The start of the feed is a position like any other. The LEFT JOIN keeps
  * one row with NULL event columns when the page is empty. (The lateral's xid is text: the outer order casts it
  * back, so 99999 stays before 100000.) Binds [afterXid, afterId, limit].
  */

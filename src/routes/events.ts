@@ -10,7 +10,7 @@ const eventRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/users/:id/events', { schema: userEventsSchema }, async (request) => {
     const { after, limit } = request.query
-    return await fastify.events.feed.userPage(request.params.id, after ?? 0, limit ?? EVENTS_PAGE_DEFAULT)
+    return await fastify.events.feed.userPage(request.params.id, after, limit ?? EVENTS_PAGE_DEFAULT)
   })
 }
 export default eventRoutes

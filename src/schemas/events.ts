@@ -40,7 +40,7 @@ export const EventsQuery = Type.Object({
   after: Type.Optional(Type.String({
     minLength: 1,
     maxLength: MAX_FEED_CURSOR_LENGTH,
-    description: 'Opaque cursor: the `nextCursor` of the previous page (absent: from the first event). Anything else is a 400 INVALID_CURSOR.',
+    description: 'Opaque cursor: the `nextCursor` of the previous page (absent: from the oldest event kept). Anything else is a 400 INVALID_CURSOR.',
   })),
   limit: Limit,
 }, { additionalProperties: false })
@@ -58,7 +58,7 @@ export const FeedCursorExpiredResponse = Type.Object({
   message: Type.String(),
   oldestCursor: Type.String({ description: 'The position of the last pruned event: the feed after it is complete. Read on with after=oldestCursor (the events in between are gone: rebuild affected users from GET /api/users/{id})' }),
 }, {
-  description: 'CURSOR_EXPIRED: events after this cursor (or, without one, from the start) were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them',
+  description: 'CURSOR_EXPIRED: events after this cursor were deleted by the retention (EVENTS_RETENTION_HOURS); reading on would skip them',
   examples: [{ statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: 'querystring/after is before the retained events: events after it were pruned…', oldestCursor: 'MTIzNDUuNjc4OQ' }],
 })
 
@@ -80,8 +80,8 @@ export const eventsSchema = {
   description: 'The global event feed. A page holds only events of transactions older than the oldest one still running, ' +
     'so a cursor is never passed by an event that commits later: following `nextCursor` sees every event exactly once. ' +
     'A user\'s events appear in seq order. An empty page returns the same cursor. Events older than the retention ' +
-    '(EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event, or no cursor once anything was deleted, ' +
-    'is a 410 CURSOR_EXPIRED whose oldestCursor reads on from the oldest event kept (never a page that skips).',
+    '(EVENTS_RETENTION_HOURS) are deleted: a cursor before the last deleted event is a 410 CURSOR_EXPIRED whose ' +
+    'oldestCursor reads on from the oldest event kept (never a page that skips); without a cursor the read starts there.',
   tags: ['events'],
   querystring: EventsQuery,
   response: {
@@ -93,7 +93,7 @@ export const eventsSchema = {
 }
 
 export const UserEventsQuery = Type.Object({
-  after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, description: 'The last seq already read (0: from the first)' })),
+  after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The last seq already read (0: from seq 1, a 410 once any was pruned; absent: from the first seq kept)' })),
   limit: Limit,
 }, { additionalProperties: false })
 
@@ -105,7 +105,8 @@ export const UserEventsResponse = Type.Object({
 export const userEventsSchema = {
   summary: 'A user\'s events, in seq order',
   description: 'seq > after, ascending, gap-free: a seq is visible only once every smaller seq of the user is. ' +
-    'An `after` (default 0) below the user\'s last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept.',
+    'An `after` below the user\'s last deleted seq (EVENTS_RETENTION_HOURS) is a 410 CURSOR_EXPIRED with the first seq kept; ' +
+    'without `after` the read starts at the first seq kept.',
   tags: ['events'],
   params: UserParams,
   querystring: UserEventsQuery,

@@ -57,8 +57,9 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.equal((await request(app, 'PATCH', '/api/balance', { userId: b, amount: 1 })).statusCode, 200)
   t.equal((await request(app, 'POST', '/api/holds', { userId: c, amount: 3 })).statusCode, 201)
   t.equal((await request(app, 'PATCH', '/api/balance', { userId: a, amount: -1 })).statusCode, 200)
-  // The global feed: a cursor before the last pruned event (the start too) is gone; at it (or later) pages normally.
-  for (const url of ['/api/events', `/api/events?after=${early}`, `/api/events?after=${encodeFeedCursor({ xid: '0', id: 0 })}`]) {
+  // The global feed: a cursor before the last pruned event (the explicit start too) is gone; at it (or later) pages
+  // normally, and a read without a cursor starts there.
+  for (const url of [`/api/events?after=${early}`, `/api/events?after=${encodeFeedCursor({ xid: '0', id: 0 })}`]) {
     const expired = await get(url)
     t.equal(expired.status, 410, `${url}: 410`)
     t.match(expired.body, { statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: /pruned/, oldestCursor: lastOld })
@@ -69,12 +70,17 @@ t.test('a prune round: what goes, what stays, seq, feeds, metrics, the lease', a
   t.same(kept.map((e) => [e.userId, e.seq, e.type, e.balanceAfter]), [[a, 6, 'change', 91], [b, 3, 'change', 56], [c, 3, 'hold-created', 11], [a, 7, 'change', 90]],
     'every event kept; each user\'s seq continues from its last pruned one, a hold step with the balance kept with it')
   t.equal((await get(`/api/events?after=${fromOldest.body.nextCursor}`)).body.items.length, 0, 'and on to the end')
+  const noCursor = await get('/api/events')
+  t.equal(noCursor.status, 200, 'without a cursor: a page, from the oldest event kept')
+  t.same(noCursor.body, fromOldest.body, 'the same page as from oldestCursor')
 
   // A user's feed: exact per seq.
   const user = async (id: number, after: number): Promise<{ status: number, body: Record<string, unknown> & Page }> => await get(`/api/users/${id}/events?after=${after}`)
   t.match((await user(a, 0)).body, { statusCode: 410, code: 'CURSOR_EXPIRED', userId: a, oldestSeq: 6 }, 'after=0: seq 1..5 are gone')
   t.equal((await user(a, 4)).status, 410, 'after=4: seq 5 is gone')
   t.same((await user(a, 5)).body.items.map((e) => e.seq), [6, 7], 'after=5: nothing missed')
+  const fromFirstKept = await get(`/api/users/${a}/events`)
+  t.same([fromFirstKept.status, fromFirstKept.body.items.map((e) => e.seq), fromFirstKept.body.nextCursor], [200, [6, 7], 7], 'without after: from the first seq kept')
   t.same((await user(b, 1)).body, { statusCode: 410, code: 'CURSOR_EXPIRED', error: 'Gone', message: String((await user(b, 1)).body.message), userId: b, oldestSeq: 3 })
   t.same((await user(b, 2)).body.items.map((e) => e.seq), [3])
   t.same((await user(1, 1)).body, { items: [], nextCursor: 1 }, 'the seeded user: nothing kept, nothing missed after seq 1')
