@@ -67,6 +67,22 @@ export async function publisherResumed (admin: ResilientClient, killedAt: number
   return { resumedS: null, holderChanged: null }
 }
 
+/** Σ events_publish_duplicates_total over the instances (since each one's start); null when one does not answer. */
+async function duplicatesDropped (urls: string[]): Promise<number | null> {
+  let sum = 0
+  for (const url of urls) {
+    try {
+      const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })
+      const value = /^events_publish_duplicates_total (\d+)$/m.exec(await response.text())?.[1]
+      if (response.status !== 200 || value === undefined) return null
+      sum += Number(value)
+    } catch {
+      return null
+    }
+  }
+  return sum
+}
+
 function check (report: RebuildReport): RebuildCheck {
   return {
     events: report.events,
@@ -80,10 +96,11 @@ function check (report: RebuildReport): RebuildCheck {
 }
 
 /**
- * The checks, once the load is over. `databaseUrl` reaches the final primary directly; `feedUrl` is an instance.
+ * The checks, once the load is over. `databaseUrl` reaches the final primary directly; the feed is read from the first instance,
+ * the duplicate counter from every one.
  * Every wrong figure is a violation, named; the summary keeps the figures either way.
  */
-export async function checkEvents (options: { admin: ResilientClient, databaseUrl: string, nats: NatsServer, feedUrl: string, loadEnded: number, fail: (text: string) => void, log: (line: string) => void }): Promise<EventsSummary> {
+export async function checkEvents (options: { admin: ResilientClient, databaseUrl: string, nats: NatsServer, instanceUrls: string[], loadEnded: number, fail: (text: string) => void, log: (line: string) => void }): Promise<EventsSummary> {
   const { admin, fail } = options
   // 1. The outbox drained: the publisher's cursor past every event.
   let pending = Number((await admin.query<{ n: number }>(PENDING_SQL)).rows[0]?.n)
@@ -100,13 +117,14 @@ export async function checkEvents (options: { admin: ResilientClient, databaseUr
   const fingerprints = new Map((await admin.query<{ id: string, fingerprint: string }>(EVENT_FINGERPRINTS_SQL)).rows.map((row) => [Number(row.id), row.fingerprint]))
   const database = fingerprints.size
   const stream = await readStream([options.nats.url], EVENTS_STREAM)
-  const feed = await readFeed({ baseUrl: options.feedUrl })
+  const feed = await readFeed({ baseUrl: options.instanceUrls[0]! })
   const fromStream = check(await rebuildReport('stream', stream.events, options.databaseUrl))
   const fromFeed = check(await rebuildReport('feed', feed, options.databaseUrl))
   const streamDiff = diffWithDatabase(stream.events, fingerprints)
   const feedDiff = diffWithDatabase(feed, fingerprints)
   const unmatchedJournal = Number((await admin.query<{ n: string }>(UNMATCHED_JOURNAL_EVENTS_SQL)).rows[0]?.n)
   const publisher = await publisherRow(admin)
+  const publishDuplicates = await duplicatesDropped(options.instanceUrls)
 
   // 3. Each figure exact.
   if (stream.messages !== database) fail(`events: the stream holds ${stream.messages} messages, the database ${database} events (each event must be in it exactly once)`)
@@ -125,6 +143,10 @@ export async function checkEvents (options: { admin: ResilientClient, databaseUr
     for (const mismatch of rebuilt.mismatches) fail(`events: rebuilt from the ${source}: ${mismatch}`)
     if (rebuilt.behind > 0) fail(`events: ${rebuilt.behind} users' events in the ${source} stop before the database's last seq`)
   }
+  if (publishDuplicates !== null && publishDuplicates > 0) {
+    fail(`events: JetStream dropped ${publishDuplicates} publishes as duplicates of messages already in the stream (events_publish_duplicates_total; the instances log each id): a cursor behind the stream or an event id given again`)
+  }
+  if (publishDuplicates === null) fail('events: an instance did not answer GET /metrics with events_publish_duplicates_total')
   if (unmatchedJournal > 0) fail(`events: ${unmatchedJournal} journal entries without their event or events without their journal entry`)
   return {
     events: database,
@@ -133,6 +155,7 @@ export async function checkEvents (options: { admin: ResilientClient, databaseUr
     published: publisher?.published ?? 0,
     drainS,
     pendingAfterDrain: pending,
+    publishDuplicates,
     fromStream,
     fromFeed,
     streamNotInDatabase: streamDiff.notInDatabase.length,

@@ -97,6 +97,8 @@ export interface EventsSummary {
   /** End of the load → the publisher's cursor past every event. */
   drainS: number
   pendingAfterDrain: number
+  /** Σ events_publish_duplicates_total of the instances: publishes JetStream dropped as duplicates (null: not read). */
+  publishDuplicates: number | null
   fromStream: RebuildCheck
   fromFeed: RebuildCheck
   /** Stream events the database does not hold as published: what an event published from a primary, then lost with it, leaves. */

@@ -417,7 +417,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     await Promise.all(publisherWatches)
     let events: EventsSummary | undefined
     if (nats !== undefined) {
-      events = await checkEvents({ admin, databaseUrl: checkerUrl, nats, feedUrl: instances[0]!.url, loadEnded: loadStarted + loadS * 1000, fail, log: options.log })
+      events = await checkEvents({ admin, databaseUrl: checkerUrl, nats, instanceUrls: instances.map((instance) => instance.url), loadEnded: loadStarted + loadS * 1000, fail, log: options.log })
       options.log(`soak ${runId}: events: ${events.events} in the database, ${events.streamMessages} stream messages, ${events.feedEvents} in the feed, ` +
         `drained ${events.drainS} s after the load (${violationCount} violations so far)`)
     }

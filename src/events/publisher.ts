@@ -41,6 +41,8 @@ export interface PublisherOptions {
 
 export interface PublisherObserver {
   published: (count: number) => void
+  /** JetStream acknowledged an event as a duplicate of a message it holds (dropped by its duplicate window). */
+  duplicate: () => void
   failed: (stage: string) => void
   stats: (pending: number, lagSeconds: number) => void
 }
@@ -164,11 +166,18 @@ export class EventPublisher {
     const h = headers()
     h.set(POSITION_HEADER, `${row.xid}.${row.id}`)
     h.set(ORIGIN_HEADER, this.origin ?? '')
-    await js.publish(`${this.options.subjectPrefix}.${event.userId}`, JSON.stringify(event), {
+    const ack = await js.publish(`${this.options.subjectPrefix}.${event.userId}`, JSON.stringify(event), {
       msgID: String(event.eventId),
       timeout: this.options.publishTimeoutMs,
       headers: h,
     })
+    // After the stream-position check a holder only sends what the stream lacks, so a duplicate means the stream already
+    // holds a message with this event id: a cursor behind the stream, or an id the database gave again (an event
+    // published from a primary whose commit a failover lost). Dropped by JetStream either way; counted and logged.
+    if (ack.duplicate) {
+      this.observer.duplicate()
+      this.log.warn({ eventId: event.eventId, position: `${row.xid}.${row.id}`, streamSeq: ack.seq }, 'events publisher: JetStream dropped the event as a duplicate of a message already in the stream')
+    }
   }
 
   private async renew (): Promise<Lease | undefined> {

@@ -79,6 +79,7 @@ t.test('primary node killed under keyed load: nothing acknowledged lost, every k
   t.equal(events?.pendingAfterDrain, 0, 'the outbox drained: the publisher\'s cursor is past every event')
   t.equal(events?.streamMessages, events?.events, 'the stream holds as many messages as the database events')
   t.equal(events?.fromStream.duplicates, 0, 'no event twice in the stream')
+  t.equal(events?.publishDuplicates, 0, 'no publish dropped by JetStream as a duplicate: the new holder sent only what the stream lacked')
   t.equal(events?.streamNotInDatabase, 0, 'no stream event the new primary lacks (none published from the old primary and lost with it)')
   t.equal(events?.databaseNotInStream, 0, 'every event of the database is in the stream')
   t.same(events?.fromStream.problems, [], 'stream: per user seq 1..n without gap, in order, balanceAfter chains')
