@@ -22,8 +22,9 @@ import { haveSystemTools } from '../support/system-tool.js'
  * REQUIRE_SYSTEM_TOOLS=1). Everything it starts is stopped by the soak's finally, and, should this process die
  * first (a timeout), by the topology's watchdog. FAILOVER_POOLER=none sends the instances straight to HAProxy.
  */
-// About 2.5 minutes in all (≈ 20 s to stand the cluster up, instances, 35 s of load, checks, stop); the timeout
-// leaves room for a crowded 2-core box, where standing the cluster up alone was seen taking 2 minutes.
+// About a minute in all here (≈ 10–20 s to stand the cluster up, instances, 35 s of load, checks, stop; the events
+// add ≈ 5 s: nats-server, reading the stream and the feed); the timeout leaves room for a crowded 2-core box, where
+// standing the cluster up alone was seen taking 2 minutes.
 const LOAD_SECONDS = 35
 const KILL_AFTER_MS = 12_000
 const loader = process.execArgv.filter((arg) => arg.includes('@tapjs/typescript') || arg === '--enable-source-maps')
