@@ -20,6 +20,8 @@ export interface SoakOptions {
   killInstanceEveryMs: number
   /** Run on the HA topology (deploy/local/topology.ts) instead of one throwaway database. */
   ha?: HaOptions
+  /** Events to JetStream (reliability/soak-events.ts): a nats-server of the soak's own, the exactness checks after the load. */
+  events?: boolean
   /** The server: defaults to the built one, node dist/src/server.js. */
   serverCommand: string[]
   /** Extra environment for the server processes (a test passes its TypeScript loader's settings). */
@@ -63,6 +65,49 @@ export interface FailoverRecord {
   laterUnavailable: number
   /** Kill → the killed node is back as a synchronous standby (null: not yet when the next kill or the end came). */
   standbyBackS: number | null
+  /** --events: kill → the events publisher moved its cursor again on the new primary (null: not seen). */
+  eventsResumedS?: number | null
+  /** --events: the lease went to another instance than the one holding it at the kill. */
+  eventsHolderChanged?: boolean | null
+}
+
+/** One rebuild of every balance from one source alone (src/events/consumer.ts's report), against the database. */
+export interface RebuildCheck {
+  /** Distinct events read. */
+  events: number
+  duplicates: number
+  users: number
+  /** Users whose last seq the rebuild reached, compared; `behind`: users the source stops short of. */
+  checked: number
+  behind: number
+  /** Seq gaps, order and balanceAfter chain (the first 20). */
+  problems: string[]
+  /** Rebuilt balance ≠ the database's (the first 20). */
+  mismatches: string[]
+}
+
+/** --events: the stream and the feed against the final database. */
+export interface EventsSummary {
+  /** Events in the database (the final primary). */
+  events: number
+  streamMessages: number
+  feedEvents: number
+  /** The lease row's count of events marked published (a publish whose mark a failover lost is not counted). */
+  published: number
+  /** End of the load → the publisher's cursor past every event. */
+  drainS: number
+  pendingAfterDrain: number
+  /** Σ events_publish_duplicates_total of the instances: publishes JetStream dropped as duplicates (null: not read). */
+  publishDuplicates: number | null
+  fromStream: RebuildCheck
+  fromFeed: RebuildCheck
+  /** Stream events the database does not hold as published: what an event published from a primary, then lost with it, leaves. */
+  streamNotInDatabase: number
+  databaseNotInStream: number
+  feedNotInDatabase: number
+  databaseNotInFeed: number
+  /** Journal entries without their event plus events without their journal entry (baselines and hold steps aside). */
+  unmatchedJournal: number
 }
 
 export type Kind = 'transfer' | 'deposit' | 'withdrawal'
@@ -97,6 +142,8 @@ export interface SoakSummary {
   books: { users: number, entries: number, transfers: number, idempotencyKeys: number, checkerOk: boolean }
   /** Acknowledged operations whose journal rows (user, amount, balance after) match the answer the client got. */
   journalMatches: { checked: number, mismatched: number }
+  /** With --events. */
+  events?: EventsSummary
   totals: { initial: number, expected: number, actual: number }
   violations: string[]
 }

@@ -13,7 +13,9 @@ import { HttpClient, sendWrite, writerClient, type HttpResult } from './soak-htt
 import { Instance } from '../src/tooling/instance.js'
 import { projectRoot } from '../src/tooling/project-root.js'
 import { writeReliabilityReport } from './reliability-report.js'
-import type { FailoverRecord, HaOptions, Kind, SoakOptions, SoakSummary } from './soak-summary.js'
+import { startNatsServer, type NatsServer } from '../src/tooling/nats-server.js'
+import { checkEvents, eventsEnv, publisherBefore, publisherResumed } from './soak-events.js'
+import type { EventsSummary, FailoverRecord, HaOptions, Kind, SoakOptions, SoakSummary } from './soak-summary.js'
 
 export type { FailoverRecord, HaOptions, SoakOptions, SoakSummary }
 
@@ -36,6 +38,9 @@ export type { FailoverRecord, HaOptions, SoakOptions, SoakSummary }
  * connection reconnects through HAProxy; every acknowledged change must be on the new primary with its amount and
  * balance after; each failover's time (kill → a new primary through HAProxy), the service's recovery (kill → first
  * acknowledged write sent after it) and its 503 window are reported.
+ * With --events the soak runs its own nats-server with JetStream, every instance publishes events by lease, and after
+ * the load the stream and the HTTP feed are checked against the final database (reliability/soak-events.ts); on --ha
+ * each failover also reports when the publisher moved its cursor again on the new primary.
  * Prints a JSON summary, writes it with --out, and exits 1 on any violation.
  */
 interface Operation { key: string, kind: Kind, method: 'PATCH' | 'POST', path: string, body: Record<string, number>, legs: number, delta: number }
@@ -93,7 +98,12 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
   const clients: HttpClient[] = []
   const admin = new ResilientClient(checkerUrl, 'soak-checker', options.log)
   let sequelize: ReturnType<typeof createSequelize> | undefined
+  let nats: NatsServer | undefined
   try {
+    if (options.events === true) {
+      nats = await startNatsServer()
+      options.log(`soak ${runId}: nats-server with JetStream on ${nats.url}`)
+    }
     // 1. Instances, booting together on the fresh database (the migrations lock lets one migrate).
     for (let index = 0; index < options.instances; index += 1) {
       instances.push(new Instance({
@@ -114,6 +124,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
           DB_STATEMENT_TIMEOUT_MS: '5000',
           // Behind PgBouncer (either pool mode) the service sends no startup parameters it would refuse.
           ...(options.ha !== undefined && options.ha.pooler !== 'none' ? { DB_POOLER: 'pgbouncer-transaction' } : {}),
+          ...(nats === undefined ? {} : eventsEnv(nats)),
           ...options.serverEnv,
         },
       }))
@@ -338,6 +349,8 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       }
     })()
 
+    // --events: per failover, when the publisher moves its cursor again on the new primary (awaited before the checks).
+    const publisherWatches: Array<Promise<void>> = []
     const primaryKiller = (async () => {
       const every = options.ha?.killPrimaryEveryMs ?? 0
       if (topology === undefined || options.ha === undefined || every <= 0) return
@@ -354,6 +367,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         }
         const victim = await topology.waitForPrimary(30_000)
         if (!running()) break
+        const holderBefore = nats === undefined ? null : await publisherBefore(admin)
         const killedAt = Date.now()
         const record: FailoverRecord = { killed: victim.name, newPrimary: '', atS: Math.round((killedAt - loadStarted) / 100) / 10, failoverS: 0, serviceRecoveredS: null, unavailable503: 0, connectionErrors: 0, windowS: 0, laterUnavailable: 0, standbyBackS: null }
         failover = { record, killedAt, firstBad: 0, lastBad: 0 }
@@ -364,6 +378,12 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         const promoted = await topology.waitForPrimary(60_000, victim.name)
         record.newPrimary = promoted.name
         record.failoverS = Math.round((Date.now() - killedAt) / 100) / 10
+        if (nats !== undefined) {
+          publisherWatches.push(publisherResumed(admin, killedAt, holderBefore).then((resumed) => {
+            record.eventsResumedS = resumed.resumedS
+            record.eventsHolderChanged = resumed.holderChanged
+          }))
+        }
         options.log(`soak ${runId}: ${promoted.name} is primary after ${record.failoverS} s; starting ${victim.name} again as a standby`)
         topology.startNode(victim)
         void topology.waitForSyncStandby(every).then(() => { record.standbyBackS = Math.round((Date.now() - killedAt) / 100) / 10 }, () => {})
@@ -393,7 +413,16 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       else { resolvedByRetry += 1; settle(operation, final) }
     }
 
-    // 5. The journal, by Idempotency-Key.
+    // 5. Events (--events): the stream and the feed against the database, once the publisher has caught up.
+    await Promise.all(publisherWatches)
+    let events: EventsSummary | undefined
+    if (nats !== undefined) {
+      events = await checkEvents({ admin, databaseUrl: checkerUrl, nats, instanceUrls: instances.map((instance) => instance.url), loadEnded: loadStarted + loadS * 1000, fail, log: options.log })
+      options.log(`soak ${runId}: events: ${events.events} in the database, ${events.streamMessages} stream messages, ${events.feedEvents} in the feed, ` +
+        `drained ${events.drainS} s after the load (${violationCount} violations so far)`)
+    }
+
+    // 6. The journal, by Idempotency-Key.
     const entries = await admin.query<[string, number, string]>({
       text: `SELECT idempotency_key, count(*)::int, string_agg(user_id || ':' || amount || ':' || balance_after, ' ')
         FROM journal_entries WHERE idempotency_key LIKE $1 GROUP BY idempotency_key`,
@@ -435,7 +464,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     const keyless = await admin.query<{ n: string }>('SELECT count(*) AS n FROM journal_entries WHERE idempotency_key IS NULL')
     if (Number(keyless.rows[0]?.n) !== 1) fail(`${keyless.rows[0]?.n} journal entries without a key; only the seed's opening entry has none`)
 
-    // 6. Totals and the books.
+    // 7. Totals and the books.
     const expectedTotal = initialTotal + acknowledgedDelta + unknownDelta
     const actualTotal = Number((await admin.query<{ total: string }>('SELECT coalesce(sum(balance), 0)::text AS total FROM users')).rows[0]?.total)
     if (actualTotal !== expectedTotal) fail(`total ${actualTotal} ≠ initial ${initialTotal} + acknowledged deposits − withdrawals ${acknowledgedDelta} + reconciled ${unknownDelta} = ${expectedTotal}`)
@@ -476,6 +505,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
         terminateEveryMs: options.terminateEveryMs,
         killInstanceEveryMs: options.killInstanceEveryMs,
         ...(options.ha === undefined ? {} : { ha: options.ha }),
+        ...(options.events === true ? { events: true } : {}),
         report: options.report,
         ...(options.out === undefined ? {} : { out: options.out }),
       },
@@ -508,6 +538,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
       snapshots,
       books: { users: books.users, entries: books.entries, transfers: books.transfers, idempotencyKeys: books.idempotencyKeys, checkerOk: books.ok },
       journalMatches,
+      ...(events === undefined ? {} : { events }),
       totals: { initial: initialTotal, expected: expectedTotal, actual: actualTotal },
       violations: violationCount === 0 ? [] : [`${violationCount} violations`, ...violations],
     }
@@ -523,6 +554,7 @@ export async function runSoak (options: SoakOptions): Promise<SoakSummary> {
     await admin.end().catch(() => {})
     await sequelize?.close().catch(() => {})
     await db.drop()
+    await nats?.dispose()
   }
 }
 
@@ -534,7 +566,7 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
     const arg = argv[index]!
     if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`)
     const name = arg.slice(2)
-    if (['report', 'no-faults', 'no-kills', 'ha', 'strict'].includes(name)) { flags.add(name); continue }
+    if (['report', 'no-faults', 'no-kills', 'ha', 'strict', 'events'].includes(name)) { flags.add(name); continue }
     const value = argv[index + 1]
     if (value === undefined) throw new Error(`--${name} needs a value`)
     values.set(name, value)
@@ -573,6 +605,7 @@ export function parseArgs (argv: string[]): Omit<SoakOptions, 'log' | 'command' 
     terminateEveryMs: flags.has('no-faults') || (ha && !values.has('terminate-every-ms')) ? 0 : number('terminate-every-ms', 3000, 100, 3_600_000),
     killInstanceEveryMs: flags.has('no-kills') || flags.has('no-faults') ? 0 : number('kill-instance-every-ms', 0, 0, 3_600_000),
     report: flags.has('report'),
+    ...(flags.has('events') ? { events: true } : {}),
     ...(out === undefined ? {} : { out }),
     ...(ha ? { ha: { pooler: pooler as Pooler, strict: flags.has('strict'), killPrimaryEveryMs, maxPrimaryKills } } : {}),
   }

@@ -85,10 +85,16 @@ function publisherMetrics (registry: import('prom-client').Registry | undefined)
     labelNames: ['stage'] as const,
     registers,
   })
+  const duplicates = new Counter({
+    name: 'events_publish_duplicates_total',
+    help: 'Events JetStream acknowledged as duplicates of a message already in the stream (dropped); 0 unless the cursor fell behind the stream or an event id was given again',
+    registers,
+  })
   const pending = new Gauge({ name: 'events_outbox_pending', help: `Events written but not yet in the stream (counted up to ${PENDING_COUNT_CAP})`, registers })
   const lag = new Gauge({ name: 'events_publish_lag_seconds', help: 'Age of the oldest event not yet in the stream (0 when caught up)', registers })
   return {
     published (count) { published.inc(count) },
+    duplicate () { duplicates.inc() },
     failed (stage) { errors.inc({ stage }) },
     stats (count, seconds) { pending.set(count); lag.set(seconds) },
   }

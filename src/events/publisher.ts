@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import { connect, headers, nanos, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats'
 import pg from 'pg'
+import { guardedPg } from '../db/guarded-pg.js'
 import { inlineStatement } from '../db/hot-query.js'
 import { FEED_PAGE_SQL } from './db.js'
 import { positionBefore, type FeedPosition } from './cursor.js'
@@ -21,6 +22,13 @@ import { positionOf, toEvent, type EventRow } from './event.js'
  * window is dropped. A new holder (and any holder after a failure) first reads the stream's last message: its
  * position header says how far the stream already is, so events published by a holder that died before it could
  * move the cursor are not sent again, whatever the time since.
+ *
+ * Nothing the synchronous standby lacks: after reading a page, and before publishing any of it, the round renews the
+ * lease once more, and goes on only once that write's commit is acknowledged. With synchronous replication that
+ * acknowledgement means the standby has the WAL up to that commit, so every commit the page saw (all written before
+ * it) too, even one whose own wait for the standby was cancelled (visible on the primary alone). The connection is
+ * the guarded one (src/db/guarded-pg.ts): a lease write whose wait was cancelled fails the round instead of passing
+ * for acknowledged. So a failover that promotes the synchronous standby never loses an event the stream holds.
  */
 export interface PublisherOptions {
   servers: string[]
@@ -43,6 +51,8 @@ export interface PublisherOptions {
 
 export interface PublisherObserver {
   published: (count: number) => void
+  /** JetStream acknowledged an event as a duplicate of a message it holds (dropped by its duplicate window). */
+  duplicate: () => void
   failed: (stage: string) => void
   stats: (pending: number, lagSeconds: number) => void
 }
@@ -146,11 +156,17 @@ export class EventPublisher {
       this.trusted = true
     }
     const rows = await this.query<EventRow>(FEED_PAGE_SQL, [cursor.xid, cursor.id, this.options.batchSize])
+    // The standby barrier (above): a lease write committed after the page was read, acknowledged, before any publish.
+    const confirmed = rows.length === 0 ? lease : await this.renew()
+    if (confirmed === undefined) {
+      this.trusted = false
+      return false
+    }
     let sent = 0
     let last: EventRow | undefined
     try {
       for (const row of rows) {
-        if (this.stopped || performance.now() > lease.deadline) break
+        if (this.stopped || performance.now() > confirmed.deadline) break
         await this.publish(js, row)
         last = row
         sent += 1
@@ -166,11 +182,18 @@ export class EventPublisher {
     const h = headers()
     h.set(POSITION_HEADER, `${row.xid}.${row.id}`)
     h.set(ORIGIN_HEADER, this.origin ?? '')
-    await js.publish(`${this.options.subjectPrefix}.${event.userId}`, JSON.stringify(event), {
+    const ack = await js.publish(`${this.options.subjectPrefix}.${event.userId}`, JSON.stringify(event), {
       msgID: String(event.eventId),
       timeout: this.options.publishTimeoutMs,
       headers: h,
     })
+    // After the stream-position check a holder only sends what the stream lacks, so a duplicate means the stream already
+    // holds a message with this event id: a cursor behind the stream, or an id the database gave again (an event
+    // published from a primary whose commit a failover lost). Dropped by JetStream either way; counted and logged.
+    if (ack.duplicate) {
+      this.observer.duplicate()
+      this.log.warn({ eventId: event.eventId, position: `${row.xid}.${row.id}`, streamSeq: ack.seq }, 'events publisher: JetStream dropped the event as a duplicate of a message already in the stream')
+    }
   }
 
   private async renew (): Promise<Lease | undefined> {
@@ -279,7 +302,8 @@ export class EventPublisher {
 
   private async database (): Promise<pg.Client> {
     if (this.db !== undefined) return this.db
-    const client = new pg.Client({
+    // Guarded: a commit whose wait for the synchronous standby was cancelled fails its query (the standby barrier).
+    const client = new guardedPg.Client({
       ...this.options.database,
       application_name: 'balance-api-events',
       connectionTimeoutMillis: this.options.publishTimeoutMs,

@@ -87,3 +87,38 @@ export const DATABASE_USERS_SQL = `
   SELECT u.id, u.balance, coalesce((SELECT max(e.seq) FROM events e WHERE e.user_id = u.id), t.seq, 0) AS last_seq,
          coalesce(t.seq, 0) AS pruned_seq
   FROM users u LEFT JOIN events_pruned t ON t.user_id = u.id ORDER BY u.id`
+
+/**
+ * Journal entries without their event, and events without the journal entry behind them (baselines and hold steps
+ * have none): 0 when journal and events agree one to one, so no event exists for a change that was refused or rolled
+ * back. Used by the event tests and the soak's --events.
+ */
+export const UNMATCHED_JOURNAL_EVENTS_SQL = `
+  SELECT count(*) AS n FROM journal_entries j FULL JOIN events e ON e.entry_id = j.id
+  WHERE e.id IS NULL OR (j.id IS NULL AND e.type <> 'baseline' AND e.type NOT LIKE 'hold-%')`
+
+/**
+ * Events held by a source (the stream, the feed) against the database's own: those the database does not hold (or
+ * holds with another user, seq, amount or balance after), and those of the database the source lacks.
+ * `database` maps eventId → `user:seq:amount:balanceAfter`, as EVENT_FINGERPRINTS_SQL reads it.
+ */
+export function diffWithDatabase (events: Iterable<BalanceEvent>, database: Map<number, string>): { notInDatabase: number[], missing: number } {
+  const notInDatabase: number[] = []
+  const seen = new Set<number>()
+  for (const event of events) {
+    if (seen.has(event.eventId)) continue
+    seen.add(event.eventId)
+    if (database.get(event.eventId) !== fingerprint(event)) notInDatabase.push(event.eventId)
+  }
+  let missing = 0
+  for (const id of database.keys()) if (!seen.has(id)) missing += 1
+  return { notInDatabase, missing }
+}
+
+export function fingerprint (event: Pick<BalanceEvent, 'userId' | 'seq' | 'amount' | 'balanceAfter'>): string {
+  return `${event.userId}:${event.seq}:${event.amount}:${event.balanceAfter}`
+}
+
+/** Every event's id and fingerprint (see diffWithDatabase), in one statement. */
+export const EVENT_FINGERPRINTS_SQL = `
+  SELECT id, user_id || ':' || seq || ':' || amount || ':' || balance_after AS fingerprint FROM events`

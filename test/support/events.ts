@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { sql } from '../helper.js'
 import { request } from './ledger.js'
 import type { BalanceEvent } from '../../src/events/event.js'
+import { rebuildBalances, UNMATCHED_JOURNAL_EVENTS_SQL } from '../../src/events/rebuild.js'
 
 /** Helpers of the event tests: read the HTTP feed to its end, rebuild balances, compare with the database. */
 
@@ -49,23 +50,10 @@ export interface Rebuild {
   events: number
 }
 
-/** Rebuilds balances from events in the order given (per user they must come in seq order 1, 2, 3, …). */
+/** Rebuilds balances from events in the order given (src/events/rebuild.ts: per user they must come in seq order 1, 2, 3, …). */
 export function rebuild (events: BalanceEvent[]): Rebuild {
-  const balances = new Map<number, number>()
-  const lastSeq = new Map<number, number>()
-  const seen = new Set<number>()
-  const problems: string[] = []
-  for (const event of events) {
-    if (seen.has(event.eventId)) { problems.push(`event ${event.eventId} twice`); continue }
-    seen.add(event.eventId)
-    const expected = (lastSeq.get(event.userId) ?? 0) + 1
-    if (event.seq !== expected) problems.push(`user ${event.userId}: seq ${event.seq} where ${expected} was due`)
-    lastSeq.set(event.userId, event.seq)
-    const balance = (balances.get(event.userId) ?? 0) + event.amount
-    if (balance !== event.balanceAfter) problems.push(`user ${event.userId} seq ${event.seq}: balanceAfter ${event.balanceAfter}, rebuilt ${balance}`)
-    balances.set(event.userId, balance)
-  }
-  return { balances, problems, events: seen.size }
+  const rebuilt = rebuildBalances(events)
+  return { balances: new Map([...rebuilt.users].map(([id, user]) => [id, user.balance])), problems: rebuilt.problems, events: rebuilt.events }
 }
 
 /** Users whose rebuilt balance differs from the database's (users without events must have 0). */
@@ -81,8 +69,5 @@ export async function mismatches (app: FastifyInstance, balances: Map<number, nu
 
 /** Journal entries without their event, and events (but baselines and hold steps) without their entry: 0 when they agree one to one. */
 export async function journalWithoutEvent (app: FastifyInstance): Promise<number> {
-  const rows = await sql<{ n: string }>(app, `
-    SELECT count(*) AS n FROM journal_entries j FULL JOIN events e ON e.entry_id = j.id
-    WHERE e.id IS NULL OR (j.id IS NULL AND e.type <> 'baseline' AND e.type NOT LIKE 'hold-%')`)
-  return Number(rows[0]?.n)
+  return Number((await sql<{ n: string }>(app, UNMATCHED_JOURNAL_EVENTS_SQL))[0]?.n)
 }

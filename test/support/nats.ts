@@ -1,68 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import net from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
 import type { Test } from 'tap'
-import { freePort } from '../../src/tooling/ports.js'
-import type { SystemTool } from './system-tool.js'
+import { startNatsServer, type NatsServer } from '../../src/tooling/nats-server.js'
 
-/** A nats-server with JetStream of the test's own, on a free loopback port with its own store; it can be stopped and started again. */
-export const NATS_SERVER: SystemTool = { path: '/usr/sbin/nats-server', aptPackage: 'nats-server' }
+export { NATS_SERVER, type NatsServer } from '../../src/tooling/nats-server.js'
 
-const READY_TIMEOUT_MS = 15_000
-
-export interface NatsServer {
-  url: string
-  port: number
-  stop: () => Promise<void>
-  /** Starts it again on the same port and store (after stop). */
-  start: () => Promise<void>
-}
-
-async function listening (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = net.connect({ port, host: '127.0.0.1' })
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
-}
-
+/** A nats-server with JetStream of the test's own (src/tooling/nats-server.ts), stopped and removed at the test's end. */
 export async function startNats (t: Test): Promise<NatsServer> {
-  const port = await freePort()
-  const store = await mkdtemp(path.join(os.tmpdir(), 'balance-nats-'))
-  let child: ChildProcess | undefined
-  const output: string[] = []
-
-  const start = async (): Promise<void> => {
-    const proc = spawn(NATS_SERVER.path, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', store], { stdio: ['ignore', 'pipe', 'pipe'] })
-    proc.stdout?.on('data', (chunk: Buffer) => { output.push(chunk.toString()) })
-    proc.stderr?.on('data', (chunk: Buffer) => { output.push(chunk.toString()); if (output.length > 50) output.shift() })
-    child = proc
-    const deadline = Date.now() + READY_TIMEOUT_MS
-    while (!await listening(port)) {
-      if (proc.exitCode !== null) throw new Error(`nats-server exited with ${proc.exitCode}:\n${output.join('')}`)
-      if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${port} within ${READY_TIMEOUT_MS} ms`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-  const stop = async (): Promise<void> => {
-    const proc = child
-    child = undefined
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
-    const exited = new Promise((resolve) => proc.once('exit', resolve))
-    proc.kill('SIGTERM')
-    const timer = setTimeout(() => { proc.kill('SIGKILL') }, 5_000)
-    await exited
-    clearTimeout(timer)
-  }
-  const killOnExit = (): void => { child?.kill('SIGKILL') }
-  process.once('exit', killOnExit)
-  t.teardown(async () => {
-    await stop()
-    process.removeListener('exit', killOnExit)
-    await rm(store, { recursive: true, force: true })
-  })
-  await start()
-  return { url: `nats://127.0.0.1:${port}`, port, stop, start }
+  const nats = await startNatsServer()
+  t.teardown(nats.dispose)
+  return nats
 }

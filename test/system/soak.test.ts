@@ -25,6 +25,9 @@ t.test('options: --minutes/--seconds and the rest are checked', async (t) => {
   t.match(parseArgs(['--ha', '--strict', '--terminate-every-ms', '5000']), { terminateEveryMs: 5000, ha: { pooler: 'none', strict: true } })
   t.throws(() => parseArgs(['--strict']), /go with --ha/)
   t.throws(() => parseArgs(['--ha', '--pooler', 'statement']), /--pooler/)
+  // --events: a nats-server of the soak's own, with or without --ha.
+  t.match(parseArgs(['--ha', '--events']), { events: true, ha: { pooler: 'none' } })
+  t.equal(parseArgs(['--seconds', '5']).events, undefined)
 })
 
 t.test(`bank soak: ${seconds} s, two instances, faults, nothing lost`, async (t) => {

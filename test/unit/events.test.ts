@@ -1,7 +1,7 @@
 import t from 'tap'
 import { FEED_START, decodeFeedCursor, encodeFeedCursor, positionBefore } from '../../src/events/cursor.js'
 import { parseArgs } from '../../src/events/consumer.js'
-import { compareWithDatabase, rebuildBalances } from '../../src/events/rebuild.js'
+import { compareWithDatabase, diffWithDatabase, fingerprint, rebuildBalances } from '../../src/events/rebuild.js'
 import { toEvent, type BalanceEvent, type EventRow } from '../../src/events/event.js'
 
 t.test('feed cursors: round trip, strict on the way in', async (t) => {
@@ -48,6 +48,15 @@ t.test('rebuild on a pruned database: a user starts from its first event kept, u
     { id: 1, balance: 40, lastSeq: 5, prunedSeq: 4 }, { id: 2, balance: 7, lastSeq: 2, prunedSeq: 2 }, { id: 4, balance: 0, lastSeq: 0, prunedSeq: 0 },
   ])
   t.same(compared, { checked: 2, behind: 0, pruned: 1, mismatches: [] }, 'a user whose every event was pruned is counted apart')
+})
+
+t.test('a source against the database, event by event: what it holds that the database does not, what it lacks', async (t) => {
+  const database = new Map([event(1, 1, 10, 10), event(1, 2, -3, 7), event(2, 1, 5, 5)].map((e) => [e.eventId, fingerprint(e)]))
+  t.same(diffWithDatabase([event(1, 1, 10, 10), event(2, 1, 5, 5), event(1, 2, -3, 7), event(1, 2, -3, 7)], database), { notInDatabase: [], missing: 0 }, 'the same events, a redelivery aside')
+  // An event published from a primary that then lost its commit: a new primary reuses the seq (and maybe the id) for another change.
+  const lost = event(1, 2, -4, 6)
+  t.same(diffWithDatabase([event(1, 1, 10, 10), lost, event(2, 1, 5, 5)], database), { notInDatabase: [1002], missing: 0 }, 'the same id with another amount is not the database\'s event')
+  t.same(diffWithDatabase([event(1, 1, 10, 10), event(1, 3, 1, 8)], database), { notInDatabase: [1003], missing: 2 })
 })
 
 t.test('an event row becomes the documented body: optional fields left out', async (t) => {
