@@ -72,10 +72,11 @@ export async function createEventsSides (options: BenchOptions, start: StartEven
   }
 }
 
-/** Boots both services and warms each (unmeasured load on its hot row), as the run warms every server. */
+/** Boots the services not running yet and warms each (unmeasured load on its hot row), as the run warms every server. */
 export async function startEventsServices (sides: EventsSide[], options: BenchOptions, start: StartEventsService): Promise<void> {
   for (const side of sides) {
-    side.server ??= await start(side.db, side.mode)
+    if (side.server !== undefined) continue
+    side.server = await start(side.db, side.mode)
     await load({ url: side.server.url, connections: options.connections, seconds: options.warmupSeconds, body: () => ({ userId: side.hotUser, amount: 1 }) })
     await settledJournalCount(side.admin)
   }

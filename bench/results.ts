@@ -142,7 +142,7 @@ export function featurePairs (scenario: FeatureScenarioName, s: FeatureService):
       ]
     case 'events':
       return [
-        { name: 'seed burst, EVENTS=on ÷ off', target: on('burst-events-on'), reference: on('burst-events-off'), metric: 'wallMs', note: 'wall time (above 1: events cost time)' },
+        { name: 'burst, EVENTS=on ÷ off', target: on('burst-events-on'), reference: on('burst-events-off'), metric: 'wallMs', note: 'wall time (above 1: events cost time)' },
         { name: 'hot row, EVENTS=on ÷ off', target: on('hot-events-on'), reference: on('hot-events-off'), metric: 'reqPerSec', note: 'req/s (below 1: events cost throughput)' },
       ]
   }

@@ -258,6 +258,7 @@ t.test('a failed measurement is reported as FAILED, never as a number', async (t
   t.match(report, /\| \*\*advisory\*\* service, group commit \*\*on\*\* \| \*\*FAILED\*\* \|/)
   t.match(report, /statuses \{"200":4999\}/)
   t.match(report, /❌ missed/)
+  t.match(report, /: bulk \(100 requests × 100 changes over 1,000 users\) ÷ single PATCHes, changes\/s \| ≥ 10 \| 10\.000 \| ✅ met \|/, 'a goal\'s ratio with three decimals')
   t.match(report, /1\.50×\*\* \(1\.40–1\.60\)/)
   t.match(report, /\| batch SQL, advisory lock, \*\*20\*\* per call \| 21,000 \(20,000–22,000\) \| \*\*21\.00×\*\* \(20\.00–22\.00\) \|/)
   t.match(report, /during \(after each measurement\) 1\.50 \(1\.00–2\.00\)/, 'the machine load during the run')
