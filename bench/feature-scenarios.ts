@@ -5,7 +5,7 @@ import { burstBooksChecks, burstChecks, burstFigures, journalledChecks, loadChec
 import {
   BURST_USER, books, createFixtures, createUser, eventCount, holdBooks, journalCount, resetBalance, settledJournalCount,
 } from './database.js'
-import { burst, clientBurst, holdCaptureLoad, load, send } from './load.js'
+import { burst, clientBurst, holdCaptureLoad, load, send, type BurstOutcome } from './load.js'
 import { BULK_CHANGES_PER_REQUEST, BULK_USERS, type BenchOptions, type FeatureScenarioName } from './options.js'
 import type { RunRecord, TargetSpec, Variant } from './results.js'
 
@@ -107,6 +107,34 @@ export interface FeatureContext {
   events: EventsSide[]
 }
 
+type Measured = Pick<RunRecord, 'figures' | 'detail' | 'failures'>
+
+/** A burst at `server` (its RSS and CPU watched), its figures, and the exact half-`ok`, half-409 split checked. */
+export async function watchedBurst (server: ChildServer, count: number, ok: number, run: () => Promise<BurstOutcome>): Promise<Measured> {
+  const watch = await watchProcess(server.pid)
+  const outcome = await run()
+  return {
+    figures: burstFigures(outcome, await watch.stop()),
+    detail: { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors, ...(outcome.attempts === undefined ? {} : { attempts: outcome.attempts }) },
+    failures: burstChecks(outcome, count, ok),
+  }
+}
+
+/** A hot-row load of `PATCH +1` on `userId` for `seconds` (server watched); every answer 2xx, one journal entry per 2xx. */
+async function watchedHotLoad (server: ChildServer, admin: pg.Pool, userId: number, options: BenchOptions): Promise<Measured & { journalled: number }> {
+  const before = await journalCount(admin)
+  const watch = await watchProcess(server.pid)
+  const outcome = await load({ url: server.url, connections: options.connections, seconds: options.featureSeconds, body: () => ({ userId, amount: 1 }) })
+  const usage = await watch.stop()
+  const journalled = await settledJournalCount(admin) - before
+  return {
+    figures: loadFigures(outcome, outcome.responses, usage),
+    detail: { ...outcome, journalled },
+    failures: [...loadChecks(outcome), ...journalledChecks(journalled, outcome.ok2xx, options.connections)],
+    journalled,
+  }
+}
+
 async function resetFloor (floor: ChildServer, balance: number): Promise<void> {
   await fetch(`${floor.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance }) })
 }
@@ -127,11 +155,7 @@ export async function measureFeature (step: FeatureStep, ctx: FeatureContext, re
     else await resetBalance(ctx.admin, BURST_USER, count)
     const server = step.kind === 'floor' ? floor : ctx.service
     const before = step.kind === 'floor' ? undefined : await books(ctx.admin, BURST_USER)
-    const watch = await watchProcess(server.pid)
-    const outcome = await clientBurst(server.url, count, { userId: BURST_USER, amount: -2 })
-    record.figures = burstFigures(outcome, await watch.stop())
-    record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors, attempts: outcome.attempts }
-    record.failures = burstChecks(outcome, count)
+    Object.assign(record, await watchedBurst(server, count, 200, async () => await clientBurst(server.url, count, { userId: BURST_USER, amount: -2 })))
     if (before !== undefined) record.failures.push(...burstBooksChecks(before, await books(ctx.admin, BURST_USER), half))
     return step.kind === 'floor' ? undefined : ctx.admin
   }
@@ -160,13 +184,9 @@ export async function measureFeature (step: FeatureStep, ctx: FeatureContext, re
   if (step.scenario === 'holds') {
     if (step.kind === 'floor') {
       await resetFloor(floor, count)
-      const watch = await watchProcess(floor.pid)
-      const outcome = variant === 'hold-burst'
+      Object.assign(record, await watchedBurst(floor, count, variant === 'hold-burst' ? 201 : 200, async () => variant === 'hold-burst'
         ? await burst(`${floor.url}/api/holds`, count, { userId: BURST_USER, amount: 2 }, undefined, 'POST')
-        : await burst(`${floor.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
-      record.figures = burstFigures(outcome, await watch.stop())
-      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
-      record.failures = burstChecks(outcome, count, variant === 'hold-burst' ? 201 : 200)
+        : await burst(`${floor.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })))
       return undefined
     }
     const { admin, service } = ctx
@@ -175,13 +195,9 @@ export async function measureFeature (step: FeatureStep, ctx: FeatureContext, re
       const userId = variant === 'hold-burst' ? await createUser(admin, count) : BURST_USER
       if (variant === 'change-burst') await resetBalance(admin, BURST_USER, count)
       const before = await books(admin, userId)
-      const watch = await watchProcess(service.pid)
-      const outcome = variant === 'hold-burst'
+      Object.assign(record, await watchedBurst(service, count, variant === 'hold-burst' ? 201 : 200, async () => variant === 'hold-burst'
         ? await burst(`${service.url}/api/holds`, count, { userId, amount: 2 }, undefined, 'POST')
-        : await burst(`${service.url}/api/balance`, count, { userId, amount: -2 })
-      record.figures = burstFigures(outcome, await watch.stop())
-      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
-      record.failures = burstChecks(outcome, count, variant === 'hold-burst' ? 201 : 200)
+        : await burst(`${service.url}/api/balance`, count, { userId, amount: -2 })))
       if (variant === 'change-burst') {
         record.failures.push(...burstBooksChecks(before, await books(admin, userId), half))
       } else {
@@ -195,17 +211,12 @@ export async function measureFeature (step: FeatureStep, ctx: FeatureContext, re
       return admin
     }
     const userId = ctx.fixtures.holdsHotUser
-    const before = await holdBooks(admin, userId)
-    const journalBefore = await journalCount(admin)
-    const watch = await watchProcess(service.pid)
     if (variant === 'hot-change') {
-      const outcome = await load({ url: service.url, connections: options.connections, seconds: options.featureSeconds, body: () => ({ userId, amount: 1 }) })
-      const usage = await watch.stop()
-      const written = await settledJournalCount(admin) - journalBefore
-      record.figures = loadFigures(outcome, outcome.responses, usage)
-      record.detail = { ...outcome, journalled: written }
-      record.failures = [...loadChecks(outcome), ...journalledChecks(written, outcome.ok2xx, options.connections)]
+      const { figures, detail, failures } = await watchedHotLoad(service, admin, userId, options)
+      Object.assign(record, { figures, detail, failures })
     } else {
+      const before = await holdBooks(admin, userId)
+      const watch = await watchProcess(service.pid)
       const outcome = await holdCaptureLoad(service.url, userId, options.connections, options.featureSeconds)
       const usage = await watch.stop()
       await settledJournalCount(admin)
@@ -231,24 +242,15 @@ export async function measureFeature (step: FeatureStep, ctx: FeatureContext, re
     await resetBalance(side.admin, BURST_USER, count)
     const before = await books(side.admin, BURST_USER)
     eventsBefore = await eventCount(side.admin)
-    const watch = await watchProcess(server.pid)
-    const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })
-    record.figures = burstFigures(outcome, await watch.stop())
-    record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
-    record.failures = burstChecks(outcome, count)
+    Object.assign(record, await watchedBurst(server, count, 200, async () => await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 })))
     const after = await books(side.admin, BURST_USER)
     record.failures.push(...burstBooksChecks(before, after, half))
     journalled = after.entries - before.entries
   } else {
-    const before = await journalCount(side.admin)
     eventsBefore = await eventCount(side.admin)
-    const watch = await watchProcess(server.pid)
-    const outcome = await load({ url: server.url, connections: options.connections, seconds: options.featureSeconds, body: () => ({ userId: side.hotUser, amount: 1 }) })
-    const usage = await watch.stop()
-    journalled = await settledJournalCount(side.admin) - before
-    record.figures = loadFigures(outcome, outcome.responses, usage)
-    record.detail = { ...outcome, journalled }
-    record.failures = [...loadChecks(outcome), ...journalledChecks(journalled, outcome.ok2xx, options.connections)]
+    const { journalled: written, ...measured } = await watchedHotLoad(server, side.admin, side.hotUser, options)
+    Object.assign(record, measured)
+    journalled = written
   }
   // With EVENTS=on every journal entry wrote its event in its transaction; with off, none.
   const events = await eventCount(side.admin) - eventsBefore

@@ -15,7 +15,7 @@ import { batchFigures, burstBooksChecks, burstChecks, burstFigures, journalledCh
 import { burst, load } from './load.js'
 import { batchStats, scrapeBatchMetrics, type BatchSnapshot } from './metrics.js'
 import {
-  createEventsSides, createFeatureFixtures, dropEventsSides, measureFeature, startEventsServices, stopEventsServices,
+  createEventsSides, createFeatureFixtures, dropEventsSides, measureFeature, startEventsServices, stopEventsServices, watchedBurst,
   type EventsSide, type FeatureFixtures,
 } from './feature-scenarios.js'
 import { BULK_CHANGES_PER_REQUEST, BULK_USERS, isFeatureScenario, parseOptions, usage, type BenchOptions, type GroupCommitMode, type ScenarioName } from './options.js'
@@ -155,11 +155,7 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     const server = floor!
     if (isBurst) {
       await fetch(`${server.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance: count }) })
-      const watch = await watchProcess(server.pid)
-      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
-      record.figures = burstFigures(outcome, await watch.stop())
-      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
-      record.failures = burstChecks(outcome, count)
+      Object.assign(record, await watchedBurst(server, count, 200, async () => await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())))
     } else {
       const pick = step.scenario === 'hot' ? () => 2 : randomIn(2, options.spreadUsers + 1)
       const watch = await watchProcess(server.pid)
