@@ -174,7 +174,7 @@ function batchSizeSection (result: BenchResult): string {
   }
   if (rows.length === 0) return ''
   return [
-    '## Batch sizes with group commit on',
+    '## Batch sizes with group commit on: changes per batch, from the service\'s own /metrics',
     '',
     `From the service's own \`GET /metrics\` (histogram \`balance_batch_size\`, counter \`balance_batches_total\`), scraped before and after each measurement; the difference is that measurement's batches. ` +
       `p50 and p90 are interpolated inside the histogram's buckets (as PromQL's \`histogram_quantile\` does); max is the upper bound of the highest non-empty bucket (at most GROUP_COMMIT_MAX_BATCH = ${result.settings.maxBatch}). ` +
@@ -197,7 +197,7 @@ function rssSection (result: BenchResult): string {
   if (rows.length === 0) return ''
   const columns = result.settings.strategies.flatMap((strategy) => modesOf(result).map((mode) => `${strategy} ${mode}`))
   return [
-    '## Peak RSS of the server, MB',
+    '## Peak RSS of the server per scenario, MB, next to the HTTP floor\'s',
     '',
     'VmHWM after a reset (`/proc/<pid>/clear_refs`) and 50 ms VmRSS samples, per measurement; median (min–max) of the repetitions. Target: through the bursts with group commit, ≤ 1.4× the HTTP floor\'s peak of the same repetition (the burst sections give that ratio).',
     '',
