@@ -1,5 +1,5 @@
 // Fires N requests at once, each on its own fresh TCP socket (no keep-alive), and prints one JSON line:
-// { wallMs, statuses: {"200": n, ...}, codes: {"INSUFFICIENT_FUNDS": n, ...}, errors: {"ECONNRESET": n, ...}, latencyMs: {p50, p99, max} }
+// the JSON line of burst-summary.mjs: { wallMs, statuses: {"200": n, ...}, codes, errors, latencyMs: {p50, p99, max} }
 // Plain JavaScript run in a child process, so the client's 10k sockets do not share the server's fd limit.
 // Usage: node burst-client.mjs <url> <count> <json-body> [method] [key-prefix]
 //        node burst-client.mjs <base-url> <count> @<requests.json>
@@ -8,6 +8,7 @@
 // has `answers`: [status, code] of each request in file order (or [0, error]).
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import { summarise } from './burst-summary.mjs'
 
 const [url, countText, body, method = 'PATCH', keyPrefix] = process.argv.slice(2)
 const count = Number(countText)
@@ -62,24 +63,8 @@ function once (_, index) {
   })
 }
 
-function percentile (sorted, p) {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]
-}
-
 const started = performance.now()
 const results = await Promise.all(Array.from({ length: count }, once))
-const wallMs = performance.now() - started
-const statuses = {}
-const codes = {}
-const errors = {}
-for (const r of results) {
-  if (r.error !== undefined) errors[r.error] = (errors[r.error] ?? 0) + 1
-  else {
-    statuses[r.status] = (statuses[r.status] ?? 0) + 1
-    if (r.code !== undefined) codes[r.code] = (codes[r.code] ?? 0) + 1
-  }
-}
-const latencies = results.map((r) => r.ms).sort((a, b) => a - b)
-const latencyMs = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 }
+const summary = summarise(results, performance.now() - started)
 const answers = specs === undefined ? undefined : results.map((r) => (r.error === undefined ? [r.status, r.code ?? null] : [0, r.error]))
-process.stdout.write(JSON.stringify({ wallMs, statuses, codes, errors, latencyMs, ...(answers === undefined ? {} : { answers }) }) + '\n')
+process.stdout.write(JSON.stringify({ ...summary, ...(answers === undefined ? {} : { answers }) }) + '\n')

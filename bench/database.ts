@@ -301,3 +301,31 @@ export async function batchLoad (pool: pg.Pool, lock: BatchLock, userId: number,
     return { applied, other: size - applied }
   })
 }
+
+/** A new user holding `balance`, with its opening journal entry (as the service's own user creation writes). */
+export async function createUser (pool: pg.Pool, balance: number): Promise<number> {
+  const { rows } = await pool.query<{ result: { id: number } }>('SELECT result FROM user_create($1, NULL, NULL, NULL, NULL)', [balance])
+  return Number(rows[0]!.result.id)
+}
+
+/** One user's holds and held amount: active holds (count, Σ amount), captured holds, users.held, capture entries. */
+export interface HoldBooks { active: number, activeSum: number, captured: number, held: number, balance: number, captureEntries: number, entries: number }
+
+export async function holdBooks (pool: pg.Pool, userId: number): Promise<HoldBooks> {
+  const { rows } = await pool.query<Record<keyof HoldBooks, string>>(`
+    SELECT (SELECT count(*) FROM holds WHERE user_id = $1 AND status = 'active') AS active,
+           (SELECT COALESCE(sum(amount), 0) FROM holds WHERE user_id = $1 AND status = 'active') AS "activeSum",
+           (SELECT count(*) FROM holds WHERE user_id = $1 AND status = 'captured') AS captured,
+           (SELECT count(*) FROM journal_entries WHERE user_id = $1 AND kind = 'capture') AS "captureEntries",
+           (SELECT count(*) FROM journal_entries WHERE user_id = $1) AS entries,
+           held, balance FROM users WHERE id = $1`, [userId])
+  const row = rows[0]
+  if (row === undefined) throw new Error(`no user ${userId}`)
+  return Object.fromEntries(Object.entries(row).map(([key, value]) => [key, Number(value)])) as unknown as HoldBooks
+}
+
+/** Rows of the events table (written by triggers with EVENTS=on). */
+export async function eventCount (pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM events')
+  return Number(rows[0]?.n)
+}

@@ -37,22 +37,41 @@ const changeBody = {
 
 app.get('/api/health', async () => ({ status: 'ok', db: 'none' }))
 
+// Idempotency-Key, in memory: a key seen before gets the first answer again (with Idempotent-Replayed: true), as the
+// service answers a retry, so balance-api/client's retries apply a change once here too. Bounded: the oldest key goes
+// when MAX_KEYS are held; /bench/reset forgets them all.
+const MAX_KEYS = 100_000
+const answers = new Map()
+
+function remember (key, status, body) {
+  if (key === undefined) return
+  if (answers.size >= MAX_KEYS) answers.delete(answers.keys().next().value)
+  answers.set(key, { status, body })
+}
+
 app.patch('/api/balance', { schema: { body: changeBody } }, async (request, reply) => {
+  const key = request.headers['idempotency-key']
+  const seen = key === undefined ? undefined : answers.get(key)
+  if (seen !== undefined) return await reply.code(seen.status).header('idempotent-replayed', 'true').send(seen.body)
   const { userId, amount } = request.body
   const balance = balances.get(userId) ?? BOTTOMLESS
   if (balance + amount < 0) {
-    return await reply.code(409).send({
+    const body = {
       statusCode: 409, code: 'INSUFFICIENT_FUNDS', error: 'Conflict',
       message: `Insufficient funds: user ${userId} has ${balance}, the change is ${amount}`, userId, balance,
-    })
+    }
+    remember(key, 409, body)
+    return await reply.code(409).send(body)
   }
   balances.set(userId, balance + amount)
   entryId += 1
-  return { userId, balance: balance + amount, amount, entryId }
+  const body = { userId, balance: balance + amount, amount, entryId }
+  remember(key, 200, body)
+  return body
 })
 
 // A hold, in memory: the same check (available = balance − held) and a reply of the service's shape, so the hold
-// burst has a floor of its own (bench/holds.ts).
+// burst has a floor of its own (the holds scenario of bench/run.ts).
 const held = new Map()
 let holdId = 0
 const holdBody = {
@@ -91,6 +110,7 @@ app.post('/bench/reset', async (request) => {
   const { userId, balance } = request.body
   balances.set(userId, balance)
   held.delete(userId)
+  answers.clear()
   return { userId, balance }
 })
 

@@ -1,6 +1,6 @@
 import type { StrategyName } from '../src/config.js'
 import type { BatchLock } from '../src/strategies/types.js'
-import type { GroupCommitMode, ScenarioName } from './options.js'
+import type { FeatureScenarioName, GroupCommitMode, ScenarioName } from './options.js'
 
 /**
  * What one measured thing is: the HTTP floor, a strategy's service (with group commit on or off), a strategy's
@@ -8,7 +8,19 @@ import type { GroupCommitMode, ScenarioName } from './options.js'
  * one hot row) or the batch SQL at one batch size (the batched ceiling).
  */
 export type TargetKind = 'floor' | 'service' | 'ceiling' | 'per-commit' | 'batch'
-export type TargetKey = 'floor' | `service:${StrategyName}:${GroupCommitMode}` | `ceiling:${StrategyName}` | 'per-commit' | `batch:${BatchLock}:${number}`
+type BaseKey = 'floor' | `service:${StrategyName}:${GroupCommitMode}` | `ceiling:${StrategyName}` | 'per-commit' | `batch:${BatchLock}:${number}`
+
+/**
+ * What a feature scenario measures on its target, when it measures more than one thing there: bulk's single PATCHes
+ * and bulk requests; holds' change and hold bursts and its hot-row loads; events' burst and hot row per EVENTS value.
+ */
+export const variants = {
+  bulk: ['single', 'bulk'],
+  holds: ['change-burst', 'hold-burst', 'hot-change', 'hot-hold-capture'],
+  events: ['burst-events-on', 'burst-events-off', 'hot-events-on', 'hot-events-off'],
+} as const
+export type Variant = typeof variants[keyof typeof variants][number]
+export type TargetKey = BaseKey | `${BaseKey}/${Variant}`
 
 export interface TargetSpec {
   kind: TargetKind
@@ -16,9 +28,10 @@ export interface TargetSpec {
   groupCommit?: GroupCommitMode
   lock?: BatchLock
   batchSize?: number
+  variant?: Variant
 }
 
-export function targetKey (spec: TargetSpec): TargetKey {
+function baseKey (spec: TargetSpec): BaseKey {
   switch (spec.kind) {
     case 'floor': return 'floor'
     case 'per-commit': return 'per-commit'
@@ -28,8 +41,13 @@ export function targetKey (spec: TargetSpec): TargetKey {
   }
 }
 
-export function serviceKey (strategy: StrategyName, groupCommit: GroupCommitMode): TargetKey {
-  return targetKey({ kind: 'service', strategy, groupCommit })
+export function targetKey (spec: TargetSpec): TargetKey {
+  const base = baseKey(spec)
+  return spec.variant === undefined ? base : `${base}/${spec.variant}`
+}
+
+export function serviceKey (strategy: StrategyName, groupCommit: GroupCommitMode): `service:${StrategyName}:${GroupCommitMode}` {
+  return `service:${strategy}:${groupCommit}`
 }
 
 /** The lock the batch SQL takes for a strategy: advisory its advisory lock, row-lock and atomic the row lock. */
@@ -67,6 +85,19 @@ export interface Ratios {
   toPerCommit?: Spread
   /** Group commit on against off for the same strategy, as a speed-up: ≥ 1 means on is faster (wall time: off ÷ on). */
   speedupVsOff?: Spread
+  /** The server's peak RSS ÷ the HTTP floor's through the same measurement (wall-time scenarios). */
+  rssToFloor?: Spread
+}
+
+/** The feature scenarios' comparisons, by name: what ÷ what, of which figures. */
+export interface PairSpec {
+  name: string
+  target: TargetKey
+  reference: TargetKey
+  metric: string
+  referenceMetric?: string
+  /** What the figures are (for the report): e.g. 'wall time' or 'changes/s'. */
+  note: string
 }
 
 export type RatioKey = `${StrategyName}:${GroupCommitMode}`
@@ -77,10 +108,44 @@ export interface ScenarioResult {
   metric: 'reqPerSec' | 'wallMs' | 'changesPerSec'
   targets: Partial<Record<TargetKey, TargetResult>>
   ratios: Partial<Record<RatioKey, Ratios>>
+  /** Feature scenarios: their named comparisons (PairSpec.name), paired per repetition. */
+  pairs?: Record<string, Spread>
 }
 
+/** The headline figure of a scenario; holds and events mix bursts (wall time) with hot-row loads (their own figures). */
 export function metricOf (scenario: ScenarioName): ScenarioResult['metric'] {
-  return scenario === 'ceilings' ? 'changesPerSec' : scenario === 'burst' || scenario === 'keyed-burst' ? 'wallMs' : 'reqPerSec'
+  switch (scenario) {
+    case 'ceilings': case 'bulk': return 'changesPerSec'
+    case 'hot': case 'spread': return 'reqPerSec'
+    default: return 'wallMs'
+  }
+}
+
+/** The one service the feature scenarios measure: advisory (the default strategy) with group commit on, when selected. */
+export interface FeatureService { strategy: StrategyName, groupCommit: GroupCommitMode }
+
+/** The comparisons of each feature scenario, on its service `s` (the events services are keyed by it too). */
+export function featurePairs (scenario: FeatureScenarioName, s: FeatureService): PairSpec[] {
+  const service = serviceKey(s.strategy, s.groupCommit)
+  const on = (variant: Variant): TargetKey => `${service}/${variant}`
+  switch (scenario) {
+    case 'client-burst':
+      return []
+    case 'bulk':
+      return [{ name: 'bulk ÷ single PATCHes, changes/s', target: on('bulk'), reference: on('single'), metric: 'changesPerSec', note: 'changes/s' }]
+    case 'holds':
+      return [
+        { name: 'hold burst ÷ HTTP floor hold burst', target: on('hold-burst'), reference: 'floor/hold-burst', metric: 'wallMs', note: 'wall time' },
+        { name: 'change burst ÷ HTTP floor change burst', target: on('change-burst'), reference: 'floor/change-burst', metric: 'wallMs', note: 'wall time' },
+        { name: 'hold burst ÷ change burst', target: on('hold-burst'), reference: on('change-burst'), metric: 'wallMs', note: 'wall time' },
+        { name: 'hold + capture ÷ one change, time per operation on the hot row', target: on('hot-change'), reference: on('hot-hold-capture'), metric: 'reqPerSec', referenceMetric: 'pairsPerSec', note: 'changes/s ÷ pairs/s' },
+      ]
+    case 'events':
+      return [
+        { name: 'burst, EVENTS=on ÷ off', target: on('burst-events-on'), reference: on('burst-events-off'), metric: 'wallMs', note: 'wall time (above 1: events cost time)' },
+        { name: 'hot row, EVENTS=on ÷ off', target: on('hot-events-on'), reference: on('hot-events-off'), metric: 'reqPerSec', note: 'req/s (below 1: events cost throughput)' },
+      ]
+  }
 }
 
 export interface Goal {
@@ -114,6 +179,8 @@ export interface BenchResult {
   }
   settings: {
     quick: boolean
+    /** Every strategy, scenario and GROUP_COMMIT value (the run bench/REPORT.md comes from). */
+    full?: boolean
     strategies: StrategyName[]
     scenarios: ScenarioName[]
     groupCommit: GroupCommitMode[]
@@ -128,6 +195,13 @@ export interface BenchResult {
     ceilingWorkers: number
     spreadUsers: number
     poolSize: number
+    /** The service of the feature scenarios (absent when none ran). */
+    featureService?: FeatureService
+    bulkRequests?: number
+    bulkChangesPerRequest?: number
+    bulkUsers?: number
+    featureSeconds?: number
+    featureBurst?: number
   }
   scenarios: Partial<Record<ScenarioName, ScenarioResult>>
   goals: Goal[]
@@ -153,7 +227,7 @@ export function summarise (target: TargetResult): void {
   }
 }
 
-function paired (scenario: ScenarioResult, target: TargetResult | undefined, reference: TargetResult | undefined,
+export function paired (scenario: ScenarioResult, target: TargetResult | undefined, reference: TargetResult | undefined,
   ratio: (a: number, b: number) => number, metric: string = scenario.metric, referenceMetric: string = metric): Spread | undefined {
   if (target?.status !== 'ok' || reference?.status !== 'ok') return undefined
   const values = target.runs.flatMap((run) => {
@@ -182,6 +256,8 @@ export function computeRatios (scenario: ScenarioResult, strategies: StrategyNam
       const toFloor = paired(scenario, service, scenario.targets.floor, divide)
       const toPerCommit = scenario.metric === 'reqPerSec' ? paired(scenario, service, perCommit, divide, 'reqPerSec', 'changesPerSec') : undefined
       const speedupVsOff = mode === 'on' ? paired(scenario, service, scenario.targets[serviceKey(strategy, 'off')], speedup) : undefined
+      const rssToFloor = scenario.metric === 'wallMs' ? paired(scenario, service, scenario.targets.floor, divide, 'peakRssMb') : undefined
+      if (rssToFloor !== undefined) ratios.rssToFloor = rssToFloor
       if (toCeiling !== undefined) ratios.toCeiling = toCeiling
       if (toFloor !== undefined) ratios.toFloor = toFloor
       if (toPerCommit !== undefined) ratios.toPerCommit = toPerCommit
@@ -191,33 +267,60 @@ export function computeRatios (scenario: ScenarioResult, strategies: StrategyNam
   }
 }
 
-/** The benchmark targets, evaluated on this run for every strategy measured with group commit on. */
+/** A goal row: `value` is the median of per-repetition ratios of this run; null when a side FAILED or was not measured. */
+function goal (name: string, target: string, value: number | undefined, met: (value: number) => boolean): Goal {
+  return { name, target, value: value ?? null, met: value !== undefined && met(value) }
+}
+
+/**
+ * The benchmark targets, evaluated on this run: every strategy measured with group commit on, against the HTTP floor
+ * (and the per-commit ceiling) of the same run, and the feature service's client and bulk targets.
+ */
 export function evaluateGoals (result: BenchResult): Goal[] {
   const goals: Goal[] = []
-  if (!result.settings.groupCommit.includes('on')) return goals
-  const { hot, spread: spreadScenario } = result.scenarios
-  for (const strategy of result.settings.strategies) {
-    const on = `${strategy}:on` as const
-    if (hot !== undefined && result.scenarios.ceilings !== undefined) {
-      const value = hot.ratios[on]?.toPerCommit?.median
-      goals.push({ name: `${strategy}: hot row req/s with group commit ÷ per-commit ceiling`, target: '≥ 2.0', value: value ?? null, met: value !== undefined && value >= 2 })
+  const at = (limit: number) => (value: number) => value <= limit
+  const least = (limit: number) => (value: number) => value >= limit
+  if (result.settings.groupCommit.includes('on')) {
+    const { hot, spread: spreadScenario } = result.scenarios
+    for (const strategy of result.settings.strategies) {
+      const on = `${strategy}:on` as const
+      for (const [name, title, limit] of [['burst', 'seed burst', 1.2], ['keyed-burst', 'keyed seed burst', 1.3]] as const) {
+        const scenario = result.scenarios[name]
+        if (scenario === undefined) continue
+        goals.push(goal(`${strategy}, group commit on: ${title} wall time ÷ HTTP floor`, `≤ ${limit}`, scenario.ratios[on]?.toFloor?.median, at(limit)))
+        goals.push(goal(`${strategy}, group commit on: server peak RSS through the ${title} ÷ the HTTP floor's`, '≤ 1.4', scenario.ratios[on]?.rssToFloor?.median, at(1.4)))
+      }
+      if (hot !== undefined) {
+        goals.push(goal(`${strategy}, group commit on: hot row req/s at c=${result.settings.connections} ÷ HTTP floor`, '≥ 0.6', hot.ratios[on]?.toFloor?.median, least(0.6)))
+        if (result.scenarios.ceilings !== undefined) goals.push(goal(`${strategy}, group commit on: hot row req/s ÷ per-commit ceiling`, '≥ 2.0', hot.ratios[on]?.toPerCommit?.median, least(2)))
+      }
+      if (spreadScenario !== undefined && result.settings.groupCommit.includes('off')) {
+        goals.push(goal(`${strategy}: spread req/s (${result.settings.spreadUsers.toLocaleString('en-US')} users), group commit on ÷ off`, '≥ 1.0 (no slower)', spreadScenario.ratios[on]?.speedupVsOff?.median, least(1)))
+      }
     }
-    for (const name of ['burst', 'keyed-burst'] as const) {
-      const scenario = result.scenarios[name]
-      if (scenario === undefined) continue
-      const value = scenario.ratios[on]?.toFloor?.median
-      goals.push({ name: `${strategy}: ${name === 'burst' ? 'seed burst' : 'keyed seed burst'} wall time with group commit ÷ HTTP floor`, target: '≤ 1.5', value: value ?? null, met: value !== undefined && value <= 1.5 })
+  }
+  const feature = result.settings.featureService
+  if (feature !== undefined) {
+    const label = `${feature.strategy}, group commit ${feature.groupCommit}`
+    const client = result.scenarios['client-burst']
+    if (client !== undefined) {
+      goals.push(goal(`${label}: seed burst through balance-api/client ÷ the same client against the HTTP floor`, '≤ 1.3', client.ratios[`${feature.strategy}:${feature.groupCommit}`]?.toFloor?.median, at(1.3)))
     }
-    for (const name of ['burst', 'keyed-burst'] as const) {
-      const target = result.scenarios[name]?.targets[serviceKey(strategy, 'on')]
-      if (target === undefined) continue
-      const rss = target.status === 'ok' ? Math.max(...target.runs.map((run) => run.figures.peakRssMb ?? Infinity)) : undefined
-      goals.push({ name: `${strategy}: peak RSS through the ${name === 'burst' ? 'seed burst' : 'keyed seed burst'} with group commit (max of repetitions), MB`, target: '≤ 200', value: rss ?? null, met: rss !== undefined && rss <= 200 })
-    }
-    if (spreadScenario !== undefined && result.settings.groupCommit.includes('off')) {
-      const value = spreadScenario.ratios[on]?.speedupVsOff?.median
-      goals.push({ name: `${strategy}: spread req/s, group commit on ÷ off`, target: '≥ 1.0 (no slower)', value: value ?? null, met: value !== undefined && value >= 1 })
+    const bulk = result.scenarios.bulk
+    if (bulk !== undefined) {
+      const n = result.settings.bulkRequests ?? 0
+      goals.push(goal(`${label}: bulk (${n} requests × ${result.settings.bulkChangesPerRequest ?? '?'} changes over ${(result.settings.bulkUsers ?? 0).toLocaleString('en-US')} users) ÷ single PATCHes, changes/s`, '≥ 10', bulk.pairs?.[featurePairs('bulk', feature)[0]!.name]?.median, least(10)))
     }
   }
   return goals
+}
+
+/** The feature scenarios' named comparisons (featurePairs), paired per repetition. */
+export function computePairs (scenario: ScenarioResult, feature: FeatureService): void {
+  if (scenario.name !== 'client-burst' && scenario.name !== 'bulk' && scenario.name !== 'holds' && scenario.name !== 'events') return
+  scenario.pairs = {}
+  for (const pair of featurePairs(scenario.name, feature)) {
+    const value = paired(scenario, scenario.targets[pair.target], scenario.targets[pair.reference], (a, b) => a / b, pair.metric, pair.referenceMetric ?? pair.metric)
+    if (value !== undefined) scenario.pairs[pair.name] = value
+  }
 }

@@ -11,17 +11,24 @@ import {
   BURST_USER, balanceOf, balancePerCommit, batchLoad, books, ceilingBurst, ceilingLoad, createFixtures, globalInvariants,
   journalCount, perCommitLoad, resetBalance, settledJournalCount, type DatabaseLoadOutcome, type Fixtures,
 } from './database.js'
-import { burst, load, type BurstOutcome, type LoadOutcome } from './load.js'
-import { batchStats, scrapeBatchMetrics, type BatchSnapshot, type BatchStats } from './metrics.js'
-import { parseOptions, usage, type BenchOptions, type GroupCommitMode, type ScenarioName } from './options.js'
+import { batchFigures, burstBooksChecks, burstChecks, burstFigures, journalledChecks, loadChecks, loadFigures } from './checks.js'
+import { burst, load } from './load.js'
+import { batchStats, scrapeBatchMetrics, type BatchSnapshot } from './metrics.js'
+import {
+  createEventsSides, createFeatureFixtures, dropEventsSides, measureFeature, startEventsServices, stopEventsServices, watchedBurst,
+  type EventsSide, type FeatureFixtures,
+} from './feature-scenarios.js'
+import { BULK_CHANGES_PER_REQUEST, BULK_USERS, isFeatureScenario, parseOptions, usage, type BenchOptions, type GroupCommitMode, type ScenarioName } from './options.js'
 import { floorScript } from './paths.js'
 import { startChildServer, watchProcess, type ChildServer, type ProcessUsage } from '../src/tooling/processes.js'
 import { projectRoot, serverScript } from '../src/tooling/project-root.js'
 import { Progress, formatSeconds } from './progress.js'
 import { writeOutputs, type WrittenFiles } from './report.js'
+
+export { burstChecks, loadChecks } from './checks.js'
 import {
-  batchLockOf, computeRatios, evaluateGoals, metricOf, spread, summarise, targetKey,
-  type BenchResult, type RunRecord, type TargetSpec,
+  batchLockOf, computePairs, computeRatios, evaluateGoals, metricOf, spread, summarise, targetKey, variants,
+  type BenchResult, type FeatureService, type RunRecord, type TargetSpec,
 } from './results.js'
 
 interface StrategyEnv {
@@ -32,6 +39,8 @@ interface StrategyEnv {
   /** A small pool for fixtures, resets and checks (never measured). */
   admin: pg.Pool
   fixtures: Fixtures
+  /** On the feature service's database only: the bulk and holds scenarios' users. */
+  featureFixtures?: FeatureFixtures
 }
 
 /** The database-only ceilings run on a database of their own: their journal grows by hundreds of thousands of rows. */
@@ -91,50 +100,6 @@ async function withPool<T> (url: string, max: number, work: (pool: pg.Pool) => P
   }
 }
 
-export function burstChecks (outcome: BurstOutcome, count: number): string[] {
-  const failures: string[] = []
-  const half = count / 2
-  if (Object.keys(outcome.errors).length > 0) failures.push(`connection errors ${JSON.stringify(outcome.errors)}`)
-  const statuses = JSON.stringify(outcome.statuses)
-  if (statuses !== JSON.stringify({ 200: half, 409: half })) failures.push(`statuses ${statuses}, expected ${half} × 200 and ${half} × 409`)
-  const codes = JSON.stringify(outcome.codes)
-  if (codes !== JSON.stringify({ INSUFFICIENT_FUNDS: half })) failures.push(`codes ${codes}, expected ${half} × INSUFFICIENT_FUNDS`)
-  return failures
-}
-
-export function loadChecks (outcome: LoadOutcome): string[] {
-  const failures: string[] = []
-  if (outcome.errors > 0) failures.push(`${outcome.errors} connection errors`)
-  if (outcome.timeouts > 0) failures.push(`${outcome.timeouts} timeouts`)
-  if (outcome.non2xx > 0) failures.push(`${outcome.non2xx} non-2xx responses`)
-  if (outcome.ok2xx === 0) failures.push('no 2xx response at all')
-  return failures
-}
-
-function burstFigures (outcome: BurstOutcome, usage?: ProcessUsage): Record<string, number> {
-  return {
-    wallMs: outcome.wallMs,
-    p50Ms: outcome.latencyMs.p50,
-    p99Ms: outcome.latencyMs.p99,
-    maxMs: outcome.latencyMs.max,
-    ...(usage === undefined ? {} : { peakRssMb: usage.peakRssMb, cpuMs: usage.cpuMs }),
-  }
-}
-
-function loadFigures (outcome: { reqPerSec: number, p50Ms: number, p99Ms: number }, responses: number, usage?: ProcessUsage): Record<string, number> {
-  return {
-    reqPerSec: outcome.reqPerSec,
-    p50Ms: outcome.p50Ms,
-    p99Ms: outcome.p99Ms,
-    ...(usage === undefined ? {} : { peakRssMb: usage.peakRssMb, cpuMs: usage.cpuMs, cpuUsPerRequest: responses > 0 ? (usage.cpuMs * 1000) / responses : 0 }),
-  }
-}
-
-function batchFigures (stats: BatchStats | undefined): Record<string, number> {
-  if (stats === undefined || stats.batches === 0) return {}
-  return { batches: stats.batches, batchedChanges: stats.changes, batchMean: stats.mean, batchP50: stats.p50, batchP90: stats.p90, batchMax: stats.max }
-}
-
 /** The ceilings scenario: the database alone, one commit per change or one batch per call; exact counts afterwards. */
 async function measureCeiling (step: Step, options: BenchOptions, ceilings: CeilingsEnv, record: RunRecord): Promise<void> {
   const { admin, db, hotUser } = ceilings
@@ -162,7 +127,7 @@ async function measureCeiling (step: Step, options: BenchOptions, ceilings: Ceil
 }
 
 /** One measurement of one target; returns its record with every invariant check it ran. */
-async function measure (step: Step, options: BenchOptions, floor: ChildServer | undefined, env: StrategyEnv | undefined, ceilings: CeilingsEnv | undefined): Promise<RunRecord> {
+async function measure (step: Step, options: BenchOptions, floor: ChildServer | undefined, env: StrategyEnv | undefined, ceilings: CeilingsEnv | undefined, features: { events: EventsSide[], service: FeatureService, env: StrategyEnv | undefined }): Promise<RunRecord> {
   const record: RunRecord = { repetition: step.repetition, ok: false, failures: [], figures: {}, detail: {} }
   const count = options.burst
   const half = count / 2
@@ -175,16 +140,22 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     record.ok = record.failures.length === 0
     return record
   }
+  if (isFeatureScenario(step.scenario)) {
+    const { service, events } = features
+    const featureEnv = features.env!
+    const written = await measureFeature({ ...step, scenario: step.scenario }, {
+      options, floor: floor!, service: featureEnv.services[service.groupCommit]!, admin: featureEnv.admin, fixtures: featureEnv.featureFixtures!, events,
+    }, record)
+    if (written !== undefined) record.failures.push(...await globalInvariants(written))
+    record.ok = record.failures.length === 0
+    return record
+  }
 
   if (step.kind === 'floor') {
     const server = floor!
     if (isBurst) {
       await fetch(`${server.url}/bench/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: BURST_USER, balance: count }) })
-      const watch = await watchProcess(server.pid)
-      const outcome = await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())
-      record.figures = burstFigures(outcome, await watch.stop())
-      record.detail = { statuses: outcome.statuses, codes: outcome.codes, errors: outcome.errors }
-      record.failures = burstChecks(outcome, count)
+      Object.assign(record, await watchedBurst(server, count, 200, async () => await burst(`${server.url}/api/balance`, count, { userId: BURST_USER, amount: -2 }, keyPrefix())))
     } else {
       const pick = step.scenario === 'hot' ? () => 2 : randomIn(2, options.spreadUsers + 1)
       const watch = await watchProcess(server.pid)
@@ -222,9 +193,7 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
     }
     const after = await books(admin, BURST_USER)
     record.detail.books = { before, after }
-    if (after.balance !== 0) record.failures.push(`final balance ${after.balance}, expected 0`)
-    if (after.journalSum !== after.balance) record.failures.push(`Σ journal ${after.journalSum} ≠ balance ${after.balance}`)
-    if (after.entries - before.entries !== half) record.failures.push(`${after.entries - before.entries} new journal entries, expected ${half}`)
+    record.failures.push(...burstBooksChecks(before, after, half))
   } else {
     const pick = step.scenario === 'hot' ? () => fixtures.hotUser : randomIn(fixtures.spreadFrom, fixtures.spreadTo)
     const before = await journalCount(admin)
@@ -237,11 +206,7 @@ async function measure (step: Step, options: BenchOptions, floor: ChildServer | 
       const batches = batchStats(metricsBefore, await scrape(), options.maxBatch)
       record.figures = { ...loadFigures(outcome, outcome.responses, usage), ...batchFigures(batches) }
       record.detail = { ...outcome, journalled: written, ...(batches === undefined ? {} : { batches }) }
-      record.failures = loadChecks(outcome)
-      // Requests still in flight when autocannon stopped may commit after it counted: at most one per connection.
-      if (written < outcome.ok2xx || written > outcome.ok2xx + options.connections) {
-        record.failures.push(`${written} journal entries for ${outcome.ok2xx} × 2xx`)
-      }
+      record.failures = [...loadChecks(outcome), ...journalledChecks(written, outcome.ok2xx, options.connections)]
     } else {
       const outcome = await withPool(db.url, options.poolSize, async (pool) => await ceilingLoad(pool, strategy, options.connections, options.loadSeconds, pick))
       const written = await journalCount(admin) - before
@@ -261,34 +226,85 @@ function locksOf (options: BenchOptions): BatchLock[] {
   return [...new Set(options.strategies.map(batchLockOf))]
 }
 
+/** The feature scenarios' one service: advisory (the default strategy) with group commit on, when the run has them. */
+export function featureServiceOf (options: BenchOptions): FeatureService {
+  return {
+    strategy: options.strategies.includes('advisory') ? 'advisory' : options.strategies[0]!,
+    groupCommit: options.groupCommit.includes('on') ? 'on' : options.groupCommit[0]!,
+  }
+}
+
+/**
+ * Seconds a step takes on 2 quiet cores, from full runs: bursts at these requests per second (the floor ~2,000/s,
+ * group commit on ~1,600/s and off ~1,000/s, keyed about 1.5× and 2× slower), loads their duration, plus the
+ * checks after each (VACUUM, Σ journal = balance over the whole journal).
+ */
+const CHECKS_S = 1
+const BURST_PER_S = { floor: 2000, on: 1600, off: 1000, keyedOn: 1100, keyedOff: 500, ceiling: 2200, client: 1000, hold: 1200 }
+/** Booting one service on a migrated database and warming it. */
+const SERVICE_START_S = 3
+
 function plan (options: BenchOptions): Step[] {
   const steps: Step[] = []
-  const burstS = (perSecond: number): number => 1 + options.burst / perSecond
-  const loadS = options.loadSeconds + 1.5
+  const burstS = (perSecond: number, count = options.burst): number => CHECKS_S + count / perSecond
+  const loadS = options.loadSeconds + CHECKS_S
+  const featureLoadS = options.featureSeconds + CHECKS_S
+  const feature = featureServiceOf(options)
+  const service = { kind: 'service' as const, strategy: feature.strategy, groupCommit: feature.groupCommit }
   for (let repetition = 1; repetition <= options.repetitions; repetition += 1) {
     // Rotate the strategies between repetitions so slow drift in machine load does not always hit the same one;
     // alternate which GROUP_COMMIT value goes first for the same reason.
     const shift = (repetition - 1) % options.strategies.length
     const order = [...options.strategies.slice(shift), ...options.strategies.slice(0, shift)]
     const modes = repetition % 2 === 1 ? options.groupCommit : [...options.groupCommit].reverse()
+    // The feature scenarios alternate which of their two things goes first, for the same reason.
+    const alternate = <T>(pair: readonly T[]): T[] => repetition % 2 === 1 ? [...pair] : [...pair].reverse()
     for (const scenario of options.scenarios) {
       if (scenario === 'ceilings') {
         steps.push({ repetition, scenario, kind: 'per-commit', estimateS: loadS })
         for (const lock of locksOf(options)) {
-          for (const batchSize of options.batchSizes) steps.push({ repetition, scenario, kind: 'batch', lock, batchSize, estimateS: options.batchSeconds + 1 })
+          for (const batchSize of options.batchSizes) steps.push({ repetition, scenario, kind: 'batch', lock, batchSize, estimateS: options.batchSeconds + CHECKS_S })
         }
         continue
       }
+      if (scenario === 'client-burst') {
+        steps.push({ repetition, scenario, kind: 'floor', estimateS: burstS(BURST_PER_S.client * 1.5) })
+        steps.push({ repetition, scenario, ...service, estimateS: burstS(BURST_PER_S.client) })
+        continue
+      }
+      if (scenario === 'bulk') {
+        const changes = options.bulkRequests * BULK_CHANGES_PER_REQUEST
+        for (const variant of alternate(variants.bulk)) steps.push({ repetition, scenario, ...service, variant, estimateS: CHECKS_S + changes / (variant === 'bulk' ? 30_000 : 2500) })
+        continue
+      }
+      if (scenario === 'holds') {
+        for (const variant of alternate(['change-burst', 'hold-burst'] as const)) {
+          steps.push({ repetition, scenario, kind: 'floor', variant, estimateS: burstS(BURST_PER_S.floor, options.featureBurst) })
+          steps.push({ repetition, scenario, ...service, variant, estimateS: burstS(variant === 'hold-burst' ? BURST_PER_S.hold : BURST_PER_S.on, options.featureBurst) })
+        }
+        for (const variant of alternate(['hot-change', 'hot-hold-capture'] as const)) steps.push({ repetition, scenario, ...service, variant, estimateS: featureLoadS })
+        continue
+      }
+      if (scenario === 'events') {
+        // Both services boot (and warm) before the first events step of each repetition and stop after the last.
+        const start = 2 * (SERVICE_START_S + options.warmupSeconds)
+        const sides = alternate(['on', 'off'] as const)
+        sides.forEach((mode, i) => { steps.push({ repetition, scenario, ...service, variant: `burst-events-${mode}`, estimateS: burstS(BURST_PER_S.on, options.featureBurst) + (i === 0 ? start : 0) }) })
+        for (const mode of sides) steps.push({ repetition, scenario, ...service, variant: `hot-events-${mode}`, estimateS: featureLoadS })
+        continue
+      }
       const isBurst = scenario === 'burst' || scenario === 'keyed-burst'
-      steps.push({ repetition, scenario, kind: 'floor', estimateS: isBurst ? burstS(5000) : loadS })
+      steps.push({ repetition, scenario, kind: 'floor', estimateS: isBurst ? burstS(BURST_PER_S.floor) : loadS })
       for (const strategy of order) {
         for (const groupCommit of modes) {
-          const perSecond = (groupCommit === 'on' ? 3000 : 1500) / (scenario === 'keyed-burst' ? 1.5 : 1)
+          const perSecond = scenario === 'keyed-burst'
+            ? (groupCommit === 'on' ? BURST_PER_S.keyedOn : BURST_PER_S.keyedOff)
+            : (groupCommit === 'on' ? BURST_PER_S.on : BURST_PER_S.off)
           steps.push({ repetition, scenario, kind: 'service', strategy, groupCommit, estimateS: isBurst ? burstS(perSecond) : loadS })
         }
         // The strategy's one-change SQL through pg.Pool, where the database can bound the service: the burst and the hot
         // row. The keyed burst has none (the keyed SQL is a different call); spread compares group commit on with off.
-        if (scenario === 'burst' || scenario === 'hot') steps.push({ repetition, scenario, kind: 'ceiling', strategy, estimateS: isBurst ? burstS(2500) : loadS })
+        if (scenario === 'burst' || scenario === 'hot') steps.push({ repetition, scenario, kind: 'ceiling', strategy, estimateS: isBurst ? burstS(BURST_PER_S.ceiling) : loadS })
       }
     }
   }
@@ -305,15 +321,30 @@ function describe (step: Step, options: BenchOptions): string {
         : step.kind === 'per-commit'
           ? `per-commit ceiling, ${options.poolSize} connections`
           : `batch SQL, ${step.lock!} lock, batch of ${step.batchSize!}`
+  const v = step.variant
   const size = step.scenario === 'ceilings'
     ? `${step.kind === 'batch' ? options.batchSeconds : options.loadSeconds} s`
-    : step.scenario === 'burst' || step.scenario === 'keyed-burst' ? `${options.burst} requests` : `${options.loadSeconds} s`
-  return `rep ${step.repetition}/${options.repetitions} · ${step.scenario} (${size}) · ${what}`
+    : step.scenario === 'bulk'
+      ? (v === 'bulk' ? `${options.bulkRequests} requests × ${BULK_CHANGES_PER_REQUEST} changes` : `${options.bulkRequests * BULK_CHANGES_PER_REQUEST} single PATCHes`)
+      : v?.startsWith('hot-') === true
+        ? `${options.featureSeconds} s`
+        : step.scenario === 'hot' || step.scenario === 'spread'
+          ? `${options.loadSeconds} s`
+          : `${step.scenario === 'holds' || step.scenario === 'events' ? options.featureBurst : options.burst} requests`
+  return `rep ${step.repetition}/${options.repetitions} · ${step.scenario}${v === undefined ? '' : ` ${v}`} (${size}) · ${what}`
 }
 
-/** Seconds the planned steps should take on a quiet box (without start-up and warm-up): what --help's "fits in" means. */
+/** Seconds before the first measurement: every service booted (the first on a database migrates it), fixtures, warm-up. */
+function setupSeconds (options: BenchOptions): number {
+  const http = options.scenarios.some((scenario) => scenario !== 'ceilings')
+  const services = http ? options.strategies.length * options.groupCommit.length + 1 : 0
+  const events = options.scenarios.includes('events') ? 2 * SERVICE_START_S : 0
+  return (options.scenarios.includes('ceilings') ? SERVICE_START_S : 0) + services * (SERVICE_START_S + options.warmupSeconds) + events
+}
+
+/** Seconds the whole run should take on 2 quiet cores (set-up and every planned step): printed before it starts. */
 export function estimateSeconds (options: BenchOptions): number {
-  return plan(options).reduce((sum, step) => sum + step.estimateS, 0)
+  return setupSeconds(options) + plan(options).reduce((sum, step) => sum + step.estimateS, 0)
 }
 
 export interface BenchRun {
@@ -322,8 +353,10 @@ export interface BenchRun {
 }
 
 /** The service (production build) on `db` with one GROUP_COMMIT value. */
-async function startService (strategy: StrategyName, groupCommit: GroupCommitMode, db: ThrowawayDatabase, options: BenchOptions, poolSize = options.poolSize): Promise<ChildServer> {
-  return await startChildServer(`service (${strategy}, group commit ${groupCommit})`, serverScript, {
+async function startService (strategy: StrategyName, groupCommit: GroupCommitMode, db: ThrowawayDatabase, options: BenchOptions, poolSize = options.poolSize, extra: Record<string, string> = {}): Promise<ChildServer> {
+  const named = Object.entries(extra).map(([name, value]) => `, ${name}=${value}`).join('')
+  return await startChildServer(`service (${strategy}, group commit ${groupCommit}${named})`, serverScript, {
+    ...extra,
     DATABASE_URL: db.url,
     BALANCE_STRATEGY: strategy,
     GROUP_COMMIT: groupCommit,
@@ -359,24 +392,39 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
   const environments: StrategyEnv[] = []
   let ceilings: CeilingsEnv | undefined
   let floor: ChildServer | undefined
+  const events: EventsSide[] = []
   const httpScenarios = options.scenarios.filter((scenario) => scenario !== 'ceilings')
+  const feature = featureServiceOf(options)
+  const features = options.scenarios.filter(isFeatureScenario)
+  // Feature scenarios alone need only the feature service; the strategy scenarios need every strategy × GROUP_COMMIT.
+  const strategyRun = httpScenarios.some((scenario) => !isFeatureScenario(scenario))
+  const strategies = strategyRun ? options.strategies : [feature.strategy]
+  const modes = strategyRun ? options.groupCommit : [feature.groupCommit]
+  const startEventsService = async (db: ThrowawayDatabase, mode: 'on' | 'off'): Promise<ChildServer> =>
+    await startService(feature.strategy, feature.groupCommit, db, options, options.poolSize, { EVENTS: mode })
   try {
     log(`bench: PostgreSQL ${options.databaseUrl === undefined ? 'embedded (DATABASE_URL unset)' : 'from DATABASE_URL'}; pool ${options.poolSize}; ` +
-      `strategies ${options.strategies.join(', ')}; group commit ${options.groupCommit.join(', ')} (max batch ${options.maxBatch}); scenarios ${options.scenarios.join(', ')}; ` +
-      `about ${formatSeconds(estimateSeconds(options))} of measurements`)
+      `strategies ${options.strategies.join(', ')}; group commit ${options.groupCommit.join(', ')} (max batch ${options.maxBatch}); scenarios ${options.scenarios.join(', ')}` +
+      `${features.length > 0 ? ` (${features.join(', ')} on ${feature.strategy}, group commit ${feature.groupCommit} only)` : ''}; ` +
+      `estimated ${formatSeconds(estimateSeconds(options))} on 2 quiet cores`)
     if (options.scenarios.includes('ceilings')) ceilings = await createCeilingsEnv(options)
     if (httpScenarios.length > 0) {
       floor = await startChildServer('HTTP floor', floorScript, { LOG_LEVEL: SERVICE_LOG_LEVEL })
-      for (const strategy of options.strategies) {
+      for (const strategy of strategies) {
         const db = await createThrowawayDatabase(`bench_${strategy}`, options.databaseUrl)
         const admin = ignoreIdleErrors(new pg.Pool({ connectionString: db.url, max: 2, application_name: 'balance-bench-admin' }))
         const env: StrategyEnv = { strategy, db, services: {}, admin, fixtures: { hotUser: 0, spreadFrom: 0, spreadTo: 0 } }
         environments.push(env)
         // One at a time: the first boot migrates and seeds; the others find nothing pending.
-        for (const groupCommit of options.groupCommit) env.services[groupCommit] = await startService(strategy, groupCommit, db, options)
+        for (const groupCommit of modes) env.services[groupCommit] = await startService(strategy, groupCommit, db, options)
         env.fixtures = await createFixtures(admin, options.spreadUsers)
-        const pids = options.groupCommit.map((mode) => `${mode}: pid ${env.services[mode]!.pid}`).join(', ')
+        if (features.length > 0 && strategy === feature.strategy) env.featureFixtures = await createFeatureFixtures(admin)
+        const pids = modes.map((mode) => `${mode}: pid ${env.services[mode]!.pid}`).join(', ')
         log(`bench: ${strategy}: services (group commit ${pids}) on ${db.name}, ${options.spreadUsers} spread users + hot user ${env.fixtures.hotUser}`)
+      }
+      if (options.scenarios.includes('events')) {
+        events.push(...await createEventsSides(options, startEventsService))
+        log(`bench: events: ${events.map((side) => `EVENTS=${side.mode} on ${side.db.name}`).join(', ')} (their services run while the scenario is measured)`)
       }
     }
 
@@ -423,6 +471,10 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
         ceilingWorkers: options.connections,
         spreadUsers: options.spreadUsers,
         poolSize: options.poolSize,
+        full: options.full,
+        ...(features.length === 0
+          ? {}
+          : { featureService: feature, bulkRequests: options.bulkRequests, bulkChangesPerRequest: BULK_CHANGES_PER_REQUEST, bulkUsers: BULK_USERS, featureSeconds: options.featureSeconds, featureBurst: options.featureBurst }),
       },
       scenarios: {},
       goals: [],
@@ -434,10 +486,12 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
     const steps = plan(options)
     const progress = new Progress(steps.map((step) => step.estimateS), log)
     const loadSamples: number[] = []
-    for (const step of steps) {
+    for (const [index, step] of steps.entries()) {
       progress.step(describe(step, options))
       const env = environments.find((e) => e.strategy === step.strategy)
-      const record = await measure(step, options, floor, env, ceilings)
+      if (step.scenario === 'events') await startEventsServices(events, options, startEventsService)
+      const record = await measure(step, options, floor, env, ceilings, { events, service: feature, env: environments.find((e) => e.strategy === feature.strategy) })
+      if (step.scenario === 'events' && steps[index + 1]?.scenario !== 'events') await stopEventsServices(events)
       loadSamples.push(os.loadavg()[0]!)
       const scenario = result.scenarios[step.scenario]!
       const { repetition: _repetition, scenario: _scenario, estimateS: _estimate, ...spec } = step
@@ -446,9 +500,13 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
       scenario.targets[key] = target
       target.runs.push(record)
       const f = record.figures
-      const headline = scenario.metric === 'wallMs'
-        ? `${Math.round(f.wallMs ?? NaN)} ms`
-        : scenario.metric === 'changesPerSec' ? `${Math.round(f.changesPerSec ?? NaN)} changes/s` : `${Math.round(f.reqPerSec ?? NaN)} req/s`
+      const headline = [
+        f.changesPerSec === undefined ? undefined : `${Math.round(f.changesPerSec)} changes/s`,
+        f.wallMs === undefined ? undefined : `${Math.round(f.wallMs)} ms`,
+        f.pairsPerSec === undefined ? undefined : `${Math.round(f.pairsPerSec)} pairs/s`,
+        f.reqPerSec === undefined || f.changesPerSec !== undefined ? undefined : `${Math.round(f.reqPerSec)} req/s`,
+        f.retriedCalls === undefined ? undefined : `${f.retriedCalls} calls retried`,
+      ].filter((part) => part !== undefined).join(', ')
       const batches = f.batches === undefined ? '' : `; ${f.batches} batches, mean ${(f.batchMean ?? NaN).toFixed(1)}, max ≤ ${f.batchMax}`
       const rss = f.peakRssMb === undefined ? '' : `; peak RSS ${Math.round(f.peakRssMb)} MB`
       log(record.ok ? `        ${headline}${rss}${batches}` : `        FAILED: ${record.failures.join('; ')}`)
@@ -459,7 +517,10 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
       for (const target of Object.values(scenario.targets)) if (target !== undefined) summarise(target)
     }
     const perCommit = result.scenarios.ceilings?.targets['per-commit']
-    for (const scenario of Object.values(result.scenarios)) computeRatios(scenario, options.strategies, perCommit)
+    for (const scenario of Object.values(result.scenarios)) {
+      computeRatios(scenario, options.strategies, perCommit)
+      if (isFeatureScenario(scenario.name)) computePairs(scenario, feature)
+    }
     result.goals = evaluateGoals(result)
     result.ok = result.failures.length === 0
     result.machine.loadAverageAtEnd = os.loadavg().map((value) => Math.round(value * 100) / 100)
@@ -469,6 +530,7 @@ export async function runBench (options: BenchOptions): Promise<BenchRun> {
     log(`bench: ${result.ok ? 'all checks passed' : `${result.failures.length} FAILED measurement(s)`} in ${formatSeconds((Date.now() - startedAt.getTime()) / 1000)}; ${files.report}`)
     return { result, files }
   } finally {
+    await dropEventsSides(events)
     await floor?.stop()
     for (const env of environments) {
       for (const service of Object.values(env.services)) await service.stop()

@@ -4,22 +4,24 @@ import path from 'node:path'
 import t from 'tap'
 import { parseOptions } from '../../bench/options.js'
 import { renderReport, replaceReadmeSection, benchSectionForReadme } from '../../bench/report.js'
-import { computeRatios, evaluateGoals, spread, summarise, type BenchResult, type TargetResult } from '../../bench/results.js'
+import { computePairs, computeRatios, evaluateGoals, spread, summarise, type BenchResult, type TargetResult } from '../../bench/results.js'
 import { batchStats, bucketQuantile, parseBatchMetrics } from '../../bench/metrics.js'
 import { burstChecks, loadChecks, runBench } from '../../bench/run.js'
 import { barChart, niceStep } from '../../bench/svg.js'
 
 // The whole bench, end to end, small: two strategies (advisory and atomic: both batch locks, and atomic's extra read
 // for a refusal) with group commit on and off, every scenario, one repetition, a 500-request burst and 1-second loads,
-// two batch sizes, a pool of 4 (four services at once stay far from max_connections), written into a temporary folder
-// (never over bench/REPORT.md). row-lock runs the same code with its own SQL. Numbers are not asserted (the box is
-// shared); the shape of the result and its invariant checks are.
+// two batch sizes, a pool of 4 (four services at once stay far from max_connections), 5 bulk requests, written into a
+// temporary folder (never over bench/REPORT.md). row-lock runs the same code with its own SQL. The feature scenarios
+// (client-burst, bulk, holds, events) run on the advisory service with group commit on. Numbers are not asserted (the
+// box is shared); the shape of the result and its invariant checks are.
 t.test('npm run bench -- --quick, small, end to end', async (t) => {
   const out = await mkdtemp(path.join(os.tmpdir(), 'balance-bench-'))
   t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
   const lines: string[] = []
   const options = {
-    ...parseOptions(['--quick', '--strategies', 'advisory,atomic', '--burst', '500', '--duration', '1', '--users', '200', '--pool', '4', '--batch-sizes', '1,20', '--out', out]),
+    ...parseOptions(['--quick', '--strategies', 'advisory,atomic', '--burst', '500', '--duration', '1', '--users', '200', '--pool', '4', '--batch-sizes', '1,20',
+      '--bulk-requests', '5', '--feature-duration', '1', '--out', out]),
     warmupSeconds: 0.3,
     log: (line: string) => { lines.push(line) },
   }
@@ -73,13 +75,48 @@ t.test('npm run bench -- --quick, small, end to end', async (t) => {
       t.same(result.scenarios[name]?.targets[`service:advisory:${mode}`]?.runs[0]?.detail.statuses, { 200: 250, 409: 250 }, `${name}, group commit ${mode}: the burst split exactly`)
     }
   }
-  t.same(result.goals.map((goal) => goal.name).length, 2 * 6, 'per strategy: hot ÷ per-commit, two bursts ÷ floor, two peak RSS, spread on ÷ off')
+  const feature = 'service:advisory:on'
+  const client = result.scenarios['client-burst']
+  t.same(Object.keys(client?.targets ?? {}).sort(), ['floor', feature], 'client-burst: the floor and the advisory service, group commit on')
+  for (const key of ['floor', feature] as const) {
+    const target = client?.targets[key]
+    t.equal(target?.status, 'ok', `client-burst ${key} passed its checks`)
+    t.same(target?.runs[0]?.detail.statuses, { 200: 250, 409: 250 }, `client-burst ${key}: the burst split exactly through the client`)
+    t.ok((target?.runs[0]?.figures.attempts ?? 0) >= 500, `client-burst ${key}: every call's attempts counted`)
+  }
+  t.ok((client?.ratios['advisory:on']?.toFloor?.median ?? 0) > 0, 'client-burst: the client against the service ÷ the client against the floor')
+  const expected = {
+    bulk: [`${feature}/bulk`, `${feature}/single`],
+    holds: ['floor/change-burst', 'floor/hold-burst', `${feature}/change-burst`, `${feature}/hold-burst`, `${feature}/hot-change`, `${feature}/hot-hold-capture`],
+    events: [`${feature}/burst-events-off`, `${feature}/burst-events-on`, `${feature}/hot-events-off`, `${feature}/hot-events-on`],
+  }
+  for (const [name, keys] of Object.entries(expected) as Array<[keyof typeof expected, string[]]>) {
+    const scenario = result.scenarios[name]
+    t.same(Object.keys(scenario?.targets ?? {}).sort(), [...keys].sort(), `${name}: every target`)
+    for (const [key, target] of Object.entries(scenario?.targets ?? {})) t.equal(target?.status, 'ok', `${name} ${key} passed its checks`)
+    for (const pair of Object.keys(scenario?.pairs ?? {})) t.ok((scenario?.pairs?.[pair]?.median ?? 0) > 0, `${name}: ${pair}`)
+  }
+  t.same(Object.keys(result.scenarios.bulk?.pairs ?? {}), ['bulk ÷ single PATCHes, changes/s'])
+  t.equal(Object.keys(result.scenarios.holds?.pairs ?? {}).length, 4, 'holds: hold and change bursts ÷ their floors, hold ÷ change, hold + capture ÷ change')
+  t.equal(Object.keys(result.scenarios.events?.pairs ?? {}).length, 2, 'events: burst and hot row, on ÷ off')
+  t.equal(result.scenarios.bulk?.targets[`${feature}/bulk`]?.runs[0]?.detail.journalled, 500, 'bulk: one journal entry per change')
+  t.match(result.scenarios.holds?.targets[`${feature}/hold-burst`]?.runs[0]?.detail, { statuses: { 201: 250, 409: 250 }, holds: { active: 250, activeSum: 500, held: 500 } }, 'holds: the hold burst held exactly the balance')
+  const eventsOn = result.scenarios.events?.targets[`${feature}/burst-events-on`]?.runs[0]?.detail
+  t.equal(eventsOn?.events, 250, 'EVENTS=on: one event per journal entry of the burst')
+  t.equal(result.scenarios.events?.targets[`${feature}/burst-events-off`]?.runs[0]?.detail.events, 0, 'EVENTS=off: none')
+  t.match(result.settings, { full: false, featureService: { strategy: 'advisory', groupCommit: 'on' }, bulkRequests: 5, bulkChangesPerRequest: 100, bulkUsers: 1000, featureSeconds: 1, featureBurst: 500 })
+  t.equal(result.goals.length, 2 * 7 + 2, 'per strategy: two bursts ÷ floor and their RSS ÷ floor, hot ÷ floor and ÷ per-commit, spread on ÷ off; client and bulk once')
+  for (const goal of result.goals) t.ok(goal.value !== null, `${goal.name}: measured`)
 
   t.same(JSON.parse(await readFile(files.json, 'utf8')), result, 'raw JSON written')
   t.same((await readdir(path.join(out, 'results'))).filter((name) => name.endsWith('.tmp')), [], 'no temporary file left')
   const report = await readFile(files.report, 'utf8')
   t.match(report, /All invariant checks passed/)
-  for (const heading of ['Database ceilings', 'Seed burst', 'Keyed seed burst', 'Hot row', 'Spread', 'Peak RSS']) t.match(report, new RegExp(`## ${heading}`))
+  for (const heading of ['Database ceilings', 'Seed burst', 'Keyed seed burst', 'Hot row', 'Spread', 'Peak RSS', 'Seed burst through balance-api/client', 'Bulk changes', 'Holds', 'Events', 'Targets']) {
+    t.match(report, new RegExp(`## ${heading}`), `REPORT.md has ${heading}`)
+  }
+  t.match(report, /\| bulk ÷ single PATCHes, changes\/s \| changes\/s \| \*\*[\d.]+×\*\* \|/)
+  t.match(report, /\| `EVENTS=off` \| [\d,]+ \|/)
   t.match(report, /\| \*\*advisory\*\* service, group commit \*\*on\*\* \|/)
   t.match(report, /\| batch SQL, advisory lock, \*\*20\*\* per call \|/)
   t.equal(files.charts.length, 6, 'a chart per scenario and one of peak RSS')
@@ -93,7 +130,13 @@ t.test('flags', async (t) => {
   const full = parseOptions([], {})
   t.match(full, { quick: false, repetitions: 3, burst: 10000, loadSeconds: 8, spreadUsers: 10000, poolSize: 10, build: true, readme: true, databaseUrl: undefined })
   t.same(full.strategies, ['advisory', 'atomic', 'row-lock'])
-  t.same(full.scenarios, ['ceilings', 'burst', 'keyed-burst', 'hot', 'spread'])
+  t.same(full.scenarios, ['ceilings', 'burst', 'keyed-burst', 'hot', 'spread', 'client-burst', 'bulk', 'holds', 'events'])
+  t.match(full, { full: true, bulkRequests: 100, featureSeconds: 4, featureBurst: 5000 })
+  t.match(parseOptions(['--quick'], {}), { full: false, readme: false, bulkRequests: 20, featureBurst: 2000 })
+  t.not(parseOptions(['--scenarios', 'holds'], {}).outDir, full.outDir, 'a partial run never writes into bench/ unless told to')
+  t.equal(parseOptions(['--scenarios', 'holds'], {}).readme, false)
+  t.throws(() => parseOptions(['--bulk-requests', '1001']), /1\.\.1000/)
+  t.throws(() => parseOptions(['--feature-burst', '3']), /even/)
   t.same(full.groupCommit, ['on', 'off'])
   t.match(full, { maxBatch: 512, batchSizes: [1, 20, 100, 512], batchSeconds: 2 })
   t.match(parseOptions(['--quick'], {}), { batchSeconds: 1, repetitions: 1 })
@@ -139,7 +182,11 @@ t.test('a failed measurement is reported as FAILED, never as a number', async (t
     ok: false,
     failures: ['burst service:advisory:on rep 1: statuses {"200":4999}'],
     machine: { cpuModel: 'cpu', cores: 2, memoryGiB: 4, os: 'Linux', node: 'v20', postgres: '15', postgresSettings: { synchronous_commit: 'on' }, database: 'embedded', loadAverageAtStart: [1, 1, 1], loadAverageAtEnd: [1, 1, 1], loadAverageDuring: { median: 1.5, min: 1, max: 2 } },
-    settings: { quick: false, strategies: ['advisory', 'atomic'], scenarios: ['ceilings', 'burst', 'hot'], groupCommit: ['on', 'off'], maxBatch: 512, batchSizes: [1, 20], batchSeconds: 3, repetitions: 3, burstRequests: 10000, loadSeconds: 10, warmupSeconds: 2, connections: 100, ceilingWorkers: 100, spreadUsers: 10000, poolSize: 10 },
+    settings: {
+      quick: false, strategies: ['advisory', 'atomic'], scenarios: ['ceilings', 'burst', 'hot', 'bulk'], groupCommit: ['on', 'off'], maxBatch: 512, batchSizes: [1, 20], batchSeconds: 3, repetitions: 3,
+      burstRequests: 10000, loadSeconds: 10, warmupSeconds: 2, connections: 100, ceilingWorkers: 100, spreadUsers: 10000, poolSize: 10,
+      featureService: { strategy: 'advisory', groupCommit: 'on' }, bulkRequests: 100, bulkChangesPerRequest: 100, bulkUsers: 1000, featureSeconds: 4, featureBurst: 5000,
+    },
     scenarios: {
       ceilings: {
         name: 'ceilings',
@@ -171,11 +218,23 @@ t.test('a failed measurement is reported as FAILED, never as a number', async (t
         },
         ratios: {},
       },
+      bulk: {
+        name: 'bulk',
+        metric: 'changesPerSec',
+        targets: {
+          'service:advisory:on/bulk': { ...target('service', [30000, 36000, 20000]), variant: 'bulk' },
+          'service:advisory:on/single': { ...target('service', [3000, 3000, 2500]), variant: 'single' },
+        },
+        ratios: {},
+      },
     },
     goals: [],
   }
   const perCommit = result.scenarios.ceilings?.targets['per-commit']
-  for (const scenario of Object.values(result.scenarios)) computeRatios(scenario, result.settings.strategies, perCommit)
+  for (const scenario of Object.values(result.scenarios)) {
+    computeRatios(scenario, result.settings.strategies, perCommit)
+    computePairs(scenario, result.settings.featureService!)
+  }
   result.goals = evaluateGoals(result)
   t.equal(result.scenarios.burst?.targets['service:advisory:on']?.status, 'FAILED')
   t.same(result.scenarios.burst?.targets['service:advisory:on']?.summary, {}, 'no figures survive a failure')
@@ -186,23 +245,35 @@ t.test('a failed measurement is reported as FAILED, never as a number', async (t
   t.same(result.scenarios.hot?.ratios['advisory:on']?.toCeiling, { median: 1, min: 0.95, max: 1.05 })
   t.same(result.scenarios.hot?.ratios['advisory:on']?.toPerCommit, { median: 2, min: 1.9, max: 2.1 }, 'req/s ÷ the per-commit ceiling of the same repetition')
   t.same(result.scenarios.hot?.ratios['advisory:on']?.speedupVsOff, { median: 2, min: 1.9, max: 2.1 }, 'req/s: on ÷ off')
-  t.same(result.goals.map((goal) => [goal.met, goal.value]), [[true, 2], [false, null], [false, null], [false, null], [true, 1.5], [true, 150]])
+  t.same(result.scenarios.bulk?.pairs, { 'bulk ÷ single PATCHes, changes/s': { median: 10, min: 8, max: 12 } }, 'bulk ÷ single of the same repetition: 10, 12, 8')
+  t.same(result.scenarios.burst?.ratios['atomic:on']?.rssToFloor, { median: 1, min: 1, max: 1 }, 'peak RSS ÷ the floor\'s of the same repetition')
+  t.same(result.goals.map((goal) => [goal.target, goal.met, goal.value]), [
+    ['≤ 1.2', false, null], ['≤ 1.4', false, null], ['≥ 0.6', false, 0.1], ['≥ 2.0', true, 2], // advisory: its burst FAILED
+    ['≤ 1.2', false, 1.5], ['≤ 1.4', true, 1], ['≥ 0.6', false, null], ['≥ 2.0', false, null], // atomic: no hot row measured
+    ['≥ 10', true, 10], // bulk, once
+  ])
 
   const report = renderReport(result, 'x.json')
   t.match(report, /FAILED: some measurements broke an invariant/)
   t.match(report, /\| \*\*advisory\*\* service, group commit \*\*on\*\* \| \*\*FAILED\*\* \|/)
   t.match(report, /statuses \{"200":4999\}/)
   t.match(report, /❌ missed/)
+  t.match(report, /: bulk \(100 requests × 100 changes over 1,000 users\) ÷ single PATCHes, changes\/s \| ≥ 10 \| 10\.000 \| ✅ met \|/, 'a goal\'s ratio with three decimals')
   t.match(report, /1\.50×\*\* \(1\.40–1\.60\)/)
   t.match(report, /\| batch SQL, advisory lock, \*\*20\*\* per call \| 21,000 \(20,000–22,000\) \| \*\*21\.00×\*\* \(20\.00–22\.00\) \|/)
   t.match(report, /during \(after each measurement\) 1\.50 \(1\.00–2\.00\)/, 'the machine load during the run')
+  t.match(report, /## Bulk changes: 100 `POST \/api\/balance\/batch` of 100 changes each against 10,000 single `PATCH \/api\/balance`/)
+  t.match(report, /\| bulk ÷ single PATCHes, changes\/s \| changes\/s \| \*\*10\.00×\*\* \(8\.00–12\.00\) \|/)
   t.notMatch(report, /## Spread/)
+  t.notMatch(report, /## Holds/)
   t.notMatch(report, /## Keyed seed burst/)
 
-  const readme = replaceReadmeSection('a\n<!-- section:bench -->\nold\n<!-- section:next -->\nb\n', 'bench', benchSectionForReadme(result))
+  const readme = replaceReadmeSection('a\n<!-- section:bench -->\nSTALE\n<!-- section:next -->\nb\n', 'bench', benchSectionForReadme(result))
   t.match(readme, /<!-- section:bench -->\n\n## Benchmark[\s\S]*\| per-commit ceiling \|[\s\S]*\| advisory \| on \| FAILED \|[\s\S]*\n\n<!-- section:next -->\nb\n$/)
   t.match(readme, /\| advisory \| on \| FAILED \| — \| — \| — \| 2,000 \| 2\.00× \|/)
-  t.notMatch(readme, /old/)
+  t.notMatch(readme, /STALE/)
+  t.match(readme, /\| bulk changes: bulk ÷ single PATCHes, changes\/s \| 10\.00× \|/)
+  t.match(readme, /Targets: 3 of 9 met in this run/)
   t.throws(() => replaceReadmeSection('no markers', 'bench', 'x'), /no <!-- section:bench -->/)
 })
 
