@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import pg from 'pg'
-import { inlineStatement } from '../db/hot-query.js'
+import { SideConnection } from './side-connection.js'
 
 /**
  * The pruner: deletes events older than the retention, never on a request's path (its own connection, named
@@ -120,7 +120,7 @@ const STATS_SQL = `
 
 export class EventPruner {
   readonly instance: string
-  private db: pg.Client | undefined
+  private readonly db: SideConnection
   private stopped = false
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
@@ -128,6 +128,13 @@ export class EventPruner {
 
   constructor (private readonly options: PrunerOptions, private readonly observer: PrunerObserver, private readonly log: PrunerLog) {
     this.instance = options.instance ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+    this.db = new SideConnection({
+      database: options.database,
+      applicationName: 'balance-api-events-pruner',
+      connectTimeoutMs: options.connectTimeoutMs,
+      statementTimeoutMs: options.statementTimeoutMs,
+      guarded: false,
+    })
   }
 
   /** The first round runs one interval after start, then one every interval. */
@@ -190,42 +197,12 @@ export class EventPruner {
     return { held, deleted }
   }
 
-  /** One statement on the pruner's own connection, in the pooler-safe form (timeouts LOCAL, values inlined). */
   private async query<T> (text: string, values: unknown[]): Promise<T[]> {
-    const ms = this.options.statementTimeoutMs
-    const prefix = `SELECT set_config('statement_timeout', '${ms}', true), set_config('lock_timeout', '${ms}', true); `
-    const db = await this.database()
-    const results = await db.query(prefix + inlineStatement(text, values)) as unknown as Array<pg.QueryResult>
-    return results[results.length - 1]!.rows as T[]
-  }
-
-  private async database (): Promise<pg.Client> {
-    if (this.db !== undefined) return this.db
-    const client = new pg.Client({
-      ...this.options.database,
-      application_name: 'balance-api-events-pruner',
-      connectionTimeoutMillis: this.options.connectTimeoutMs,
-      query_timeout: this.options.statementTimeoutMs + 2_000,
-      keepAlive: true,
-    })
-    client.on('error', () => {
-      if (this.db === client) this.db = undefined
-      void client.end().catch(() => {})
-    })
-    try {
-      await client.connect()
-    } catch (error) {
-      await client.end().catch(() => {})
-      throw error
-    }
-    this.db = client
-    return client
+    return await this.db.query<T>(text, values)
   }
 
   private async closeDatabase (): Promise<void> {
-    const db = this.db
-    this.db = undefined
-    await db?.end().catch(() => {})
+    await this.db.close()
   }
 
   private async sleep (ms: number): Promise<void> {

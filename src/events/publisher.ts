@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import { connect, headers, nanos, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats'
 import pg from 'pg'
-import { guardedPg } from '../db/guarded-pg.js'
-import { inlineStatement } from '../db/hot-query.js'
 import { FEED_PAGE_SQL } from './db.js'
 import { positionBefore, type FeedPosition } from './cursor.js'
 import { positionOf, toEvent, type EventRow } from './event.js'
+import { SideConnection } from './side-connection.js'
 
 /**
  * The publisher: moves events from PostgreSQL to a JetStream stream, in feed order, never on a request's path.
@@ -95,7 +94,7 @@ export class EventPublisher {
   private nc: NatsConnection | undefined
   private js: JetStreamClient | undefined
   private jsm: JetStreamManager | undefined
-  private db: pg.Client | undefined
+  private readonly db: SideConnection
   private origin: string | undefined
   /** True while this process holds the lease and trusts its cursor (false after any failure: read the stream first). */
   private trusted = false
@@ -106,6 +105,17 @@ export class EventPublisher {
 
   constructor (private readonly options: PublisherOptions, private readonly observer: PublisherObserver, private readonly log: PublisherLog) {
     this.instance = options.instance ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+    this.db = new SideConnection({
+      database: options.database,
+      applicationName: 'balance-api-events',
+      connectTimeoutMs: options.publishTimeoutMs,
+      statementTimeoutMs: options.statementTimeoutMs,
+      // A commit whose wait for the synchronous standby was cancelled fails its query (the standby barrier).
+      guarded: true,
+      onConnect: async (client) => {
+        this.origin ??= (await client.query<{ origin: string }>(ORIGIN_SQL)).rows[0]!.origin
+      },
+    })
   }
 
   start (): void {
@@ -287,43 +297,12 @@ export class EventPublisher {
     }
   }
 
-  /** One statement on the publisher's own connection, in the pooler-safe form (timeouts LOCAL, values inlined). */
   private async query<T> (text: string, values: unknown[]): Promise<T[]> {
-    const ms = this.options.statementTimeoutMs
-    const prefix = `SELECT set_config('statement_timeout', '${ms}', true), set_config('lock_timeout', '${ms}', true); `
     try {
-      const db = await this.database()
-      const results = await db.query(prefix + inlineStatement(text, values)) as unknown as Array<pg.QueryResult>
-      return results[results.length - 1]!.rows as T[]
+      return await this.db.query<T>(text, values)
     } catch (error) {
       throw error instanceof PublisherDatabaseError ? error : new PublisherDatabaseError(error)
     }
-  }
-
-  private async database (): Promise<pg.Client> {
-    if (this.db !== undefined) return this.db
-    // Guarded: a commit whose wait for the synchronous standby was cancelled fails its query (the standby barrier).
-    const client = new guardedPg.Client({
-      ...this.options.database,
-      application_name: 'balance-api-events',
-      connectionTimeoutMillis: this.options.publishTimeoutMs,
-      query_timeout: this.options.statementTimeoutMs + 2_000,
-      keepAlive: true,
-    })
-    // A terminated backend or a lost server: drop the client; the next round opens a new one.
-    client.on('error', () => {
-      if (this.db === client) this.db = undefined
-      void client.end().catch(() => {})
-    })
-    try {
-      await client.connect()
-      this.origin ??= (await client.query<{ origin: string }>(ORIGIN_SQL)).rows[0]!.origin
-    } catch (error) {
-      await client.end().catch(() => {})
-      throw new PublisherDatabaseError(error)
-    }
-    this.db = client
-    return client
   }
 
   /** After a failure: a database error drops the connection (it may be broken); NATS reconnects by itself. */
@@ -332,9 +311,7 @@ export class EventPublisher {
   }
 
   private async closeDatabase (): Promise<void> {
-    const db = this.db
-    this.db = undefined
-    await db?.end().catch(() => {})
+    await this.db.close()
   }
 
   private async closeNats (): Promise<void> {
