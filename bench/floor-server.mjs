@@ -49,8 +49,18 @@ function remember (key, status, body) {
   answers.set(key, { status, body })
 }
 
+// bench/waiting-memory.ts --floor: requests whose key starts with FLOOR_PARK_KEY_PREFIX wait FLOOR_PARK_MS (from the
+// first of them) before they are answered, so a heap snapshot sees what Node and Fastify keep for a waiting request.
+const parkPrefix = process.env.FLOOR_PARK_KEY_PREFIX
+const parkMs = Number(process.env.FLOOR_PARK_MS ?? 0)
+let parked
+
 app.patch('/api/balance', { schema: { body: changeBody } }, async (request, reply) => {
   const key = request.headers['idempotency-key']
+  if (parkPrefix !== undefined && key?.startsWith(parkPrefix) === true) {
+    parked ??= new Promise((resolve) => setTimeout(resolve, parkMs))
+    await parked
+  }
   const seen = key === undefined ? undefined : answers.get(key)
   if (seen !== undefined) return await reply.code(seen.status).header('idempotent-replayed', 'true').send(seen.body)
   const { userId, amount } = request.body

@@ -7,6 +7,7 @@ import pg from 'pg'
 import { createThrowawayDatabase } from '../src/tooling/throwaway-database.js'
 import { startChildServer, type ChildServer } from '../src/tooling/processes.js'
 import { projectRoot, serverScript } from '../src/tooling/project-root.js'
+import { floorScript } from './paths.js'
 
 /**
  * What one request waiting for its group-commit batch keeps alive, from two heap snapshots of the production build:
@@ -15,27 +16,34 @@ import { projectRoot, serverScript } from '../src/tooling/project-root.js'
  * Each request is on its own socket, like the seed burst. The difference of the live heaps, divided by N, is the
  * heap per waiting request; the table splits it by constructor (V8 shows a suspended async function as Generator,
  * its registers as array, its await callbacks as anonymous closures).
- * Usage: npm run bench:memory [-- --requests 2000 --keyed]   (DATABASE_URL: the server for a throwaway database)
+ * With --floor the same is measured on the HTTP floor (bench/floor-server.mjs, no database): it parks every request
+ * whose Idempotency-Key starts with FLOOR_PARK_KEY_PREFIX for FLOOR_PARK_MS, which is what Node and Fastify keep for
+ * a waiting request by themselves.
+ * Usage: npm run bench:memory [-- --requests 2000 --keyed --floor]   (DATABASE_URL: the server for a throwaway database)
  */
 
-export interface MemoryOptions { requests: number, keyed: boolean, top: number }
+export interface MemoryOptions { requests: number, keyed: boolean, floor: boolean, top: number }
 
 /** Long enough for the snapshot with N waiting to be written while they wait; short enough to end a failed run. */
 const WAIT_LIMIT_MS = 120_000
 /** After the burst client started: time for every request to connect and reach its lane. */
 const SETTLE_MS = 4000
 const SNAPSHOT_TIMEOUT_MS = 120_000
+/** The floor parks a request whose key starts with this, for FLOOR_PARK_MS from the first one: past the snapshot. */
+const FLOOR_PARKED = 'parked-'
+const FLOOR_PARK_MS = 30_000
 /** A signal close-with-grace does not treat as a shutdown (it does SIGUSR2). */
 const SNAPSHOT_SIGNAL = 'SIGWINCH'
 
 export function parseMemoryOptions (argv: string[]): MemoryOptions {
-  const options: MemoryOptions = { requests: 2000, keyed: false, top: 25 }
+  const options: MemoryOptions = { requests: 2000, keyed: false, floor: false, top: 25 }
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i]
     if (flag === '--keyed') options.keyed = true
+    else if (flag === '--floor') options.floor = true
     else if (flag === '--requests') options.requests = Number(argv[++i])
     else if (flag === '--top') options.top = Number(argv[++i])
-    else throw new Error(`unknown option ${flag} (known: --requests N, --keyed, --top N)`)
+    else throw new Error(`unknown option ${flag} (known: --requests N, --keyed, --floor, --top N)`)
   }
   if (!Number.isInteger(options.requests) || options.requests < 100 || options.requests > 10_000) throw new Error('--requests: 100..10000')
   if (!Number.isInteger(options.top) || options.top < 1 || options.top > 200) throw new Error('--top: 1..200')
@@ -111,14 +119,19 @@ export async function measureWaitingMemory (options: MemoryOptions): Promise<{ p
   const db = await createThrowawayDatabase('waiting-memory')
   let server: ChildServer | undefined
   try {
-    server = await startChildServer('service', serverScript, {
-      DATABASE_URL: db.url,
-      LOG_LEVEL: 'warn',
-      DB_STATEMENT_TIMEOUT_MS: String(WAIT_LIMIT_MS),
-      GROUP_COMMIT_WAIT_TIMEOUT_MS: String(WAIT_LIMIT_MS),
-      NODE_OPTIONS: `--heapsnapshot-signal=${SNAPSHOT_SIGNAL} --diagnostic-dir=${folder}`,
-    })
-    const prefix = (phase: string): string | undefined => (options.keyed ? `memory-${process.pid}-${phase}` : undefined)
+    const snapshots = `--heapsnapshot-signal=${SNAPSHOT_SIGNAL} --diagnostic-dir=${folder}`
+    server = options.floor
+      ? await startChildServer('floor', floorScript, { LOG_LEVEL: 'warn', FLOOR_PARK_KEY_PREFIX: FLOOR_PARKED, FLOOR_PARK_MS: String(FLOOR_PARK_MS), NODE_OPTIONS: snapshots })
+      : await startChildServer('service', serverScript, {
+        DATABASE_URL: db.url,
+        LOG_LEVEL: 'warn',
+        DB_STATEMENT_TIMEOUT_MS: String(WAIT_LIMIT_MS),
+        GROUP_COMMIT_WAIT_TIMEOUT_MS: String(WAIT_LIMIT_MS),
+        NODE_OPTIONS: snapshots,
+      })
+    // The floor holds requests only by their key, so its held burst is keyed whatever --keyed says.
+    const prefix = (phase: string): string | undefined =>
+      options.floor && phase === 'held' ? `${FLOOR_PARKED}${process.pid}` : options.keyed ? `memory-${process.pid}-${phase}` : undefined
     await burstInBackground(server, options.requests, prefix('warm-1'))
     await burstInBackground(server, options.requests, prefix('warm-2'))
     const base = await snapshotOf(server, folder)
@@ -153,7 +166,7 @@ async function main (): Promise<void> {
   const options = parseMemoryOptions(process.argv.slice(2))
   const result = await measureWaitingMemory(options)
   const lines = [
-    `${options.requests} ${options.keyed ? 'keyed ' : ''}requests waiting for their batch: live heap ${result.baseMb.toFixed(1)} MB with none, ${result.heldMb.toFixed(1)} MB with them: **${Math.round(result.perRequest)} B per waiting request**`,
+    `${options.requests} ${options.keyed ? 'keyed ' : ''}requests waiting ${options.floor ? 'on the HTTP floor' : 'for their batch'}: live heap ${result.baseMb.toFixed(1)} MB with none, ${result.heldMb.toFixed(1)} MB with them: **${Math.round(result.perRequest)} B per waiting request**`,
     '',
     '| kind | bytes per request | objects per request |',
     '|---|---|---|',
