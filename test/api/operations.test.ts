@@ -69,11 +69,24 @@ t.test('health: /api/health keeps its contract, /api/health/live answers for the
 
 t.test('security headers and limits', async (t) => {
   const { app } = await build(t)
+  // A JSON answer gets the API set (OWASP REST): nosniff, no framing, no caching, HSTS, and nothing a document needs.
   const res = await app.inject('/api/users/1')
-  t.equal(res.headers['x-content-type-options'], 'nosniff')
-  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
-  t.match(res.headers['content-security-policy'], /frame-ancestors 'none'/)
-  t.equal(res.headers['cross-origin-opener-policy'], 'same-origin')
+  t.same(Object.fromEntries(['cache-control', 'content-security-policy', 'strict-transport-security', 'x-content-type-options', 'x-frame-options'].map((name) => [name, res.headers[name]])), {
+    'cache-control': 'no-store',
+    'content-security-policy': "frame-ancestors 'none'",
+    'strict-transport-security': 'max-age=31536000; includeSubDomains',
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+  })
+  t.equal(res.headers['cross-origin-opener-policy'], undefined, 'no document policies on a JSON answer')
+  const missing = await app.inject('/api/nowhere')
+  t.equal(missing.headers['x-frame-options'], 'DENY', 'a 404 too')
+  // The docs pages (HTML) keep helmet's full set.
+  const page = await app.inject('/docs')
+  t.match(page.headers['content-security-policy'], /default-src 'self'/)
+  t.equal(page.headers['cross-origin-opener-policy'], 'same-origin')
+  t.equal(page.headers['x-frame-options'], 'SAMEORIGIN')
+  t.equal((await app.inject('/docsx')).headers['x-frame-options'], 'DENY', 'a path that only starts like /docs is not a docs page')
 
   const big = await app.inject({ method: 'PATCH', url: '/api/balance', payload: JSON.stringify({ userId: 1, amount: 1, pad: 'x'.repeat(5000) }), headers: { 'content-type': 'application/json' } })
   t.equal(big.statusCode, 413, 'a body over 4 KB')
