@@ -829,11 +829,12 @@ AS $function$
           RETURNING k.key
       )
       SELECT count(*) INTO v_claimed FROM claimed;
-      SELECT array_agg(k.request_fingerprint ORDER BY x.i), array_agg(k.result ORDER BY x.i), array_agg(x.first ORDER BY x.i)
+      SELECT array_agg((SELECT k.request_fingerprint FROM idempotency_keys k WHERE k.key = x.key) ORDER BY x.i),
+               array_agg((SELECT k.result FROM idempotency_keys k WHERE k.key = x.key) ORDER BY x.i),
+               array_agg(x.first ORDER BY x.i)
         INTO v_stored_fp, v_stored_result, v_first_of
         FROM (SELECT u.key, u.i, min(u.i) OVER (PARTITION BY u.key) AS first
-              FROM unnest(p_keys) WITH ORDINALITY AS u(key, i)) x
-        LEFT JOIN idempotency_keys k ON k.key = x.key;
+              FROM unnest(p_keys) WITH ORDINALITY AS u(key, i)) x;
     END IF;
 
     -- 2. The user's lock, once; the figures, once; the clock, once (after the lock); expired holds released.

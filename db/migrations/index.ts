@@ -12,6 +12,7 @@ import { holds } from './0010-holds.js'
 import { eventsMigration } from './0011-events.js'
 import { bulk } from './0012-bulk.js'
 import { eventsRetention } from './0013-events-retention.js'
+import { batchKeysByIndex } from './0014-batch-keys-by-index.js'
 
 /** Every migration, in the order it runs. Add new ones at the end; never edit one that has shipped. */
 export const migrations: Migration[] = [
@@ -28,4 +29,5 @@ export const migrations: Migration[] = [
   eventsMigration,
   bulk,
   eventsRetention,
+  batchKeysByIndex,
 ]
