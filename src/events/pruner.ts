@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import pg from 'pg'
 import { SideConnection } from './side-connection.js'
+import { WakeableSleep } from './wakeable-sleep.js'
 
 /**
  * The pruner: deletes events older than the retention, never on a request's path (its own connection, named
@@ -123,7 +124,7 @@ export class EventPruner {
   private readonly db: SideConnection
   private stopped = false
   private loop: Promise<void> | undefined
-  private wake: (() => void) | undefined
+  private readonly pause = new WakeableSleep()
   private running: Promise<PruneRound> | undefined
 
   constructor (private readonly options: PrunerOptions, private readonly observer: PrunerObserver, private readonly log: PrunerLog) {
@@ -144,7 +145,7 @@ export class EventPruner {
 
   async stop (): Promise<void> {
     this.stopped = true
-    this.wake?.()
+    this.pause.wake()
     await this.loop
     await this.running?.catch(() => {})
     await this.closeDatabase()
@@ -206,12 +207,6 @@ export class EventPruner {
   }
 
   private async sleep (ms: number): Promise<void> {
-    if (this.stopped) return
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done (): void { clearTimeout(timer); resolve() }
-      this.wake = done
-    })
-    this.wake = undefined
+    if (!this.stopped) await this.pause.sleep(ms)
   }
 }

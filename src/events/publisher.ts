@@ -6,6 +6,7 @@ import { FEED_PAGE_SQL } from './db.js'
 import { positionBefore, type FeedPosition } from './cursor.js'
 import { positionOf, toEvent, type EventRow } from './event.js'
 import { SideConnection } from './side-connection.js'
+import { WakeableSleep } from './wakeable-sleep.js'
 
 /**
  * The publisher: moves events from PostgreSQL to a JetStream stream, in feed order, never on a request's path.
@@ -100,7 +101,7 @@ export class EventPublisher {
   private trusted = false
   private stopped = false
   private loop: Promise<void> | undefined
-  private wake: (() => void) | undefined
+  private readonly pause = new WakeableSleep()
   private statsAt = 0
 
   constructor (private readonly options: PublisherOptions, private readonly observer: PublisherObserver, private readonly log: PublisherLog) {
@@ -125,7 +126,7 @@ export class EventPublisher {
   /** Ends the loop after its current round; the lease is left to expire (or is renewed by nobody). */
   async stop (): Promise<void> {
     this.stopped = true
-    this.wake?.()
+    this.pause.wake()
     await this.loop
     await this.closeNats()
     await this.closeDatabase()
@@ -323,13 +324,7 @@ export class EventPublisher {
   }
 
   private async sleep (ms: number): Promise<void> {
-    if (this.stopped) return
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done (): void { clearTimeout(timer); resolve() }
-      this.wake = done
-    })
-    this.wake = undefined
+    if (!this.stopped) await this.pause.sleep(ms)
   }
 }
 
